@@ -1,0 +1,1 @@
+"""Method plugins: each module registers one method with `bench.plugins.register_method`."""

@@ -1,0 +1,215 @@
+"""Word-level language modelling: PTB and WikiText-2, one implementation.
+
+Vocabulary from train (first-occurrence order), one `<eos>` per line, the token stream batchified
+into B columns, truncated BPTT with the hidden state carried across chunks, perplexity on valid and
+test. Recipe keys: `loss_reduction="sum_time"` is Zaremba's loss (summed over the T steps of a chunk,
+averaged over the batch) that lr 1.0 and clip 5 refer to; `var_bptt` is AWD's variable BPTT (with
+lr scaled by seq_len/bptt); `ar`/`tar` are AWD's activation regularisers.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bench.api import Batch, ForwardOut, NoiseState, Task
+from bench.data import DataFile, DatasetSpec, fetch_archive, read_text, register_dataset
+from bench.plugins import register_task
+from bench.rnn import LSTMStack, embedding_dropout
+
+PTB = register_dataset(DatasetSpec(
+    name="ptb",
+    url="http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz",
+    files=(
+        DataFile("ptb.train.txt", "c4c6455d85f60640431f7bc738d51265ba2d55dcce10e8906322d6f9e3dcca81",
+                 "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf"),
+        DataFile("ptb.valid.txt", "f2148d96d82f827399b7e5040868a4541bd2d2612ebaf5a2ff213bc07fd74eb8",
+                 "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2"),
+        DataFile("ptb.test.txt", "5015d206077ff3e96161868c5c280ec8a28e9ad5617ef99ee0e734aaef6130c5",
+                 "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0"),
+    ),
+    fetch=fetch_archive,
+))
+
+WIKITEXT2 = register_dataset(DatasetSpec(
+    name="wikitext-2",
+    url="https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
+    files=(
+        DataFile("wiki.train.tokens", "0c202e0b5d919429261b7291d9b5998f0db680c0a6700c0ff2a886d0abe055d4",
+                 "9e9fa1ad55b1c2c95b08e37dd8e653f638fac2c6de904b79e813611eefbc985f"),
+        DataFile("wiki.valid.tokens", "3ac34ae2b6509075d52302c50a04a8a1970739ffe1a904f2cd374fefbea3cbf2",
+                 "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8"),
+        DataFile("wiki.test.tokens", "a2b26b5d2619cc1f6cd34c8e116a451aed09af51479346aadfbf508ceb8b192e",
+                 "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0"),
+    ),
+    fetch=fetch_archive,
+))
+
+
+class Corpus:
+    """Token ids of the three splits, with the vocabulary built from train."""
+
+    def __init__(self, texts: dict[str, str]):
+        self.vocab: dict[str, int] = {}
+        for line in texts["train"].splitlines():
+            for w in line.split() + ["<eos>"]:
+                self.vocab.setdefault(w, len(self.vocab))
+        self.splits = {}
+        for split, text in texts.items():
+            ids = []
+            for line in text.splitlines():
+                for w in line.split() + ["<eos>"]:
+                    if w not in self.vocab:
+                        raise ValueError(f"{split} has word {w!r} that train lacks")
+                    ids.append(self.vocab[w])
+            self.splits[split] = torch.tensor(ids, dtype=torch.long)
+
+
+@functools.lru_cache(maxsize=4)
+def load_corpus(data_dir: str, dataset: str, names: tuple[str, str, str]) -> Corpus:
+    return Corpus({s: read_text(Path(data_dir), dataset, n) for s, n in zip(("train", "valid", "test"), names)})
+
+
+def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(N,) -> (N // B, B): B parallel streams, the remainder dropped."""
+    n = ids.numel() // batch_size
+    return ids[: n * batch_size].view(batch_size, n).t().contiguous()
+
+
+class LMModel(nn.Module):
+    """Embedding -> noisy LSTM stack -> linear decoder (optionally tied to the embedding)."""
+
+    def __init__(self, vocab: int, cfg, noise: NoiseState):
+        super().__init__()
+        E, H = cfg.emb_size, cfg.hidden_size
+        self.noise = noise
+        self.embed = nn.Embedding(vocab, E)
+        self.rnn = LSTMStack(E, H, cfg.layers, noise, last_size=E if cfg.tie_weights else H)
+        self.decoder = nn.Linear(E if cfg.tie_weights else H, vocab)
+        if cfg.tie_weights:
+            self.decoder.weight = self.embed.weight
+        if cfg.init_range > 0:                      # Zaremba: every parameter U(-r, r)
+            for p in self.parameters():
+                nn.init.uniform_(p, -cfg.init_range, cfg.init_range)
+        else:                                       # AWD: embedding U(-0.1, 0.1), decoder bias 0
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+            nn.init.zeros_(self.decoder.bias)
+            if not cfg.tie_weights:
+                nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def forward(self, tokens, state=None):
+        """tokens (T,B) -> logits (T,B,V), state, raw and dropped last-layer outputs."""
+        weight = embedding_dropout(self.embed.weight, self.noise.noise.word, self.noise.active(self))
+        out, state, raw = self.rnn(F.embedding(tokens, weight), state)
+        return self.decoder(out), state, raw, out
+
+    @property
+    def rnn_paths(self) -> str:
+        return self.rnn.paths
+
+
+class LanguageModelling(Task):
+    metric = "ppl"
+    valid_metric = "ppl"
+    higher_is_better = False
+    defaults = dict(
+        # Zaremba et al. (2014) medium: the classical recipe gal, semeniuta and zoneout build on.
+        emb_size=650, hidden_size=650, layers=2, tie_weights=False, init_range=0.05,
+        epochs=39, batch_size=20, eval_batch_size=10, bptt=35, var_bptt=False,
+        loss_reduction="sum_time", lr=1.0, lr_decay=1.2, lr_decay_start=6, clip=5.0,
+        ar=0.0, tar=0.0, train_tokens=0, eval_tokens=0,
+    )
+    protocols = {
+        # seconds on a CPU: a tiny model on prefixes of the data (the vocabulary is still the full one)
+        "smoke": dict(emb_size=24, hidden_size=24, layers=2, epochs=2, batch_size=8, eval_batch_size=8,
+                      bptt=12, train_tokens=4800, eval_tokens=1200, lr_decay_start=1),
+        # equal compute for all methods: the medium model, same epochs; each method keeps its recipe
+        "equal": dict(emb_size=650, hidden_size=650, layers=2, epochs=39, batch_size=20, bptt=35),
+    }
+
+    def __init__(self, name: str, dataset: str, files: tuple[str, str, str], description: str):
+        self.name, self.dataset, self.files, self.description = name, dataset, files, description
+        self.datasets = (dataset,)
+
+    def load(self, data_dir, cfg):
+        corpus = load_corpus(str(data_dir), self.dataset, self.files)
+        cut = lambda ids, n: ids[:n] if n > 0 else ids
+        return dict(vocab=len(corpus.vocab), train=cut(corpus.splits["train"], cfg.train_tokens),
+                    valid=cut(corpus.splits["valid"], cfg.eval_tokens),
+                    test=cut(corpus.splits["test"], cfg.eval_tokens))
+
+    def build_model(self, data, cfg, noise):
+        return LMModel(data["vocab"], cfg, noise)
+
+    def train_batches(self, data, cfg, epoch, rng):
+        stream = batchify(data["train"], cfg.batch_size)
+        i = 0
+        while i < stream.shape[0] - 1:
+            seq_len, scale = cfg.bptt, 1.0
+            if cfg.var_bptt:  # AWD: base bptt w.p. 0.95 else half, length ~ N(base, 5), >= 5
+                base = cfg.bptt if rng.random() < 0.95 else cfg.bptt / 2
+                seq_len = min(max(5, int(rng.normal(base, 5))), cfg.bptt + 40)
+                scale = seq_len / cfg.bptt
+            seq_len = min(seq_len, stream.shape[0] - 1 - i)
+            x, y = stream[i:i + seq_len], stream[i + 1:i + 1 + seq_len]
+            yield Batch((x, y), n_tokens=y.numel(), lr_scale=scale)
+            i += seq_len
+
+    def forward(self, model, batch, state, cfg):
+        device = model.decoder.weight.device
+        x, y = (t.to(device) for t in batch.data)
+        logits, state, raw, dropped = model(x, state)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+        if cfg.loss_reduction == "sum_time":       # summed over time, averaged over the batch
+            loss = loss * x.shape[0]
+        return ForwardOut(logits, loss, state, dict(raw=raw, dropped=dropped))
+
+    def penalty(self, out, cfg):
+        """AR on the dropped last-layer output, TAR on the raw one (AWD)."""
+        extra = 0.0
+        if cfg.ar:
+            extra = extra + cfg.ar * out.extras["dropped"].pow(2).mean()
+        if cfg.tar:
+            raw = out.extras["raw"]
+            extra = extra + cfg.tar * (raw[1:] - raw[:-1]).pow(2).mean()
+        return extra
+
+    @torch.no_grad()
+    def evaluate(self, model, data, split, cfg):
+        """Mean cross-entropy per token and perplexity. With mc_samples=K > 0, the probability of
+        each target is the average of the *probabilities* of K noisy passes (MC dropout); the state
+        carried to the next chunk is that of the noise-free pass."""
+        model.eval()
+        device = model.decoder.weight.device
+        stream = batchify(data[split], cfg.eval_batch_size).to(device)
+        total, count, state = 0.0, 0, None
+        for i in range(0, stream.shape[0] - 1, cfg.bptt):
+            seq_len = min(cfg.bptt, stream.shape[0] - 1 - i)
+            x, y = stream[i:i + seq_len], stream[i + 1:i + 1 + seq_len]
+            logits, new_state, _, _ = model(x, state)
+            if cfg.mc_samples > 0:
+                model.noise.mc = True
+                try:
+                    probs = sum(F.softmax(model(x, state)[0], -1) for _ in range(cfg.mc_samples))
+                finally:
+                    model.noise.mc = False
+                nll = -torch.log(probs.gather(-1, y.unsqueeze(-1)) / cfg.mc_samples)
+                total += nll.sum().item()
+            else:
+                total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+            count += y.numel()
+            state = new_state
+        loss = total / count
+        return {"loss": loss, "ppl": math.exp(loss)}
+
+
+register_task(LanguageModelling(
+    "ptb", "ptb", ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"),
+    "Penn Treebank word LM (Mikolov split), perplexity"))
+register_task(LanguageModelling(
+    "wikitext-2", "wikitext-2", ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"),
+    "WikiText-2 word LM (tokenized v1), perplexity"))
