@@ -150,7 +150,8 @@ class Task(abc.ABC):
     description: str = ""
     metric: str = ""                 # leaderboard metric on test, e.g. "ppl", "bleu", "accuracy"
     higher_is_better: bool = False
-    valid_metric: str = ""           # model-selection metric on valid
+    valid_metric: str = ""           # metric reported on valid
+    select_on: str = "loss"          # model selection: "loss" (valid loss) or "metric" (valid_metric)
     datasets: tuple = ()             # dataset folders the task reads
     defaults: dict = {}
     protocols: dict = {}             # protocol name -> config overrides

@@ -74,8 +74,10 @@ def epoch_lr(cfg, epoch: int) -> float:
 
 
 def _selection_loss(ev: dict, task) -> float:
-    """Lower is better: the valid loss, or the negated valid metric when there is no loss."""
-    return ev["loss"] if "loss" in ev else -ev[task.valid_metric]
+    """Lower is better: the valid loss (select_on="loss"), else the valid metric, signed."""
+    if task.select_on == "loss":
+        return ev["loss"]
+    return -ev[task.valid_metric] if task.higher_is_better else ev[task.valid_metric]
 
 
 def train(task, method, cfg, data, device, rng, log=lambda name, value, step: None,
