@@ -112,7 +112,7 @@ def resolve(task, method, protocol: str, overrides: dict[str, str]) -> Config:
                          f"{method.name!r}; valid options: {', '.join(sorted(cfg))}")
     for key, text in overrides.items():
         cfg[key] = parse_value(key, text, cfg[key])
-    for key in ("epochs", "batch_size", "eval_batch_size"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "nonmono"):
         if cfg[key] < 1:
             raise UsageError(f"option {key}={cfg[key]} must be at least 1")
     cfg = Config(sorted(cfg.items()))

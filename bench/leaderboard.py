@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ from tabulate import tabulate
 
 from bench import plugins, results
 
-REPORT = Path(__file__).resolve().parent.parent / "reports" / "LEADERBOARD.md"
+REPORT = Path(os.environ.get("BENCH_REPORTS") or Path(__file__).resolve().parent.parent / "reports") / "LEADERBOARD.md"
 
 
 def _fmt(x: float, digits: int = 2) -> str:

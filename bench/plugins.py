@@ -1,7 +1,8 @@
 """Name -> spec registries for tasks and methods, filled by importing plugin files.
 
-A plugin is one module in `tasks/` or `baselines/` (or a third-party package exposing an entry point
-in the group `rnn_dropout_bench.methods` / `rnn_dropout_bench.tasks`) that calls `register_task` or
+A plugin is one module in `tasks/` or `baselines/`, a `.py` file in a folder listed in
+$BENCH_PLUGINS (os.pathsep-separated), or a third-party package exposing an entry point in the group
+`rnn_dropout_bench.methods` / `rnn_dropout_bench.tasks`, that calls `register_task` or
 `register_method` at import time. A plugin that fails to import is recorded by name in
 `import_errors()` and does not break the others.
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
+import os
 import pkgutil
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from bench.errors import choose
@@ -63,6 +67,22 @@ def load_package(package: str) -> None:
             _import(f"{package}.{info.name}")
 
 
+def load_directory(folder: str) -> None:
+    """Import every `*.py` file of a folder as a plugin (files starting with `_` are skipped)."""
+    for path in sorted(Path(folder).glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        modname = f"bench_plugin_{path.stem}"
+        try:
+            spec = importlib.util.spec_from_file_location(modname, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[modname] = module
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(modname, None)
+            _IMPORT_ERRORS[str(path)] = f"{type(exc).__name__}: {exc}"
+
+
 def load_entry_points() -> None:
     for kind, group in ENTRY_POINT_GROUPS.items():
         for ep in importlib.metadata.entry_points(group=group):
@@ -80,6 +100,8 @@ def load_all() -> None:
     _LOADED = True
     load_package("tasks")
     load_package("baselines")
+    for folder in filter(None, os.environ.get("BENCH_PLUGINS", "").split(os.pathsep)):
+        load_directory(folder)
     load_entry_points()
 
 
@@ -107,7 +129,7 @@ def get_task(name: str):
 def get_method(name: str):
     load_all()
     if name not in _REGISTRIES["method"]:
-        broken = [m for m in _IMPORT_ERRORS if m.rsplit(".", 1)[-1] == name]
+        broken = [m for m in _IMPORT_ERRORS if Path(m).stem.rsplit(".", 1)[-1] == name]
         if broken:
             from bench.errors import UsageError
             raise UsageError(f"method {name!r} failed to import: {_IMPORT_ERRORS[broken[0]]}")

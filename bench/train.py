@@ -73,6 +73,12 @@ def epoch_lr(cfg, epoch: int) -> float:
     return cfg.lr / (cfg.lr_decay ** max(0, epoch - cfg.lr_decay_start))
 
 
+def ntasgd_switch(previous: list[float], current: float, nonmono: int) -> bool:
+    """NT-ASGD (the AWD code's rule): start averaging when the current valid loss is worse than
+    the best of all previous epochs except the last `nonmono`."""
+    return len(previous) > nonmono and current > min(previous[:-nonmono])
+
+
 def _selection_loss(ev: dict, task) -> float:
     """Lower is better: the valid loss (select_on="loss"), else the valid metric, signed."""
     if task.select_on == "loss":
@@ -131,7 +137,7 @@ def train(task, method, cfg, data, device, rng, log=lambda name, value, step: No
             average.swap()
         ev = task.evaluate(model, data, "valid", cfg)
         sel = _selection_loss(ev, task)
-        if not math.isfinite(sel):
+        if not (math.isfinite(sel) and math.isfinite(ev[task.valid_metric])):
             status = "diverged"
             break
         if sel < best["loss"]:
@@ -143,9 +149,7 @@ def train(task, method, cfg, data, device, rng, log=lambda name, value, step: No
                             averaged=average is not None))
         log("valid_" + task.valid_metric, ev[task.valid_metric], epoch)
         log("lr", lr, epoch)
-        # NT-ASGD: switch to averaging when valid is worse than the best of all but the last `nonmono`
-        if (cfg.optimizer == "ntasgd" and average is None and len(val_losses) > cfg.nonmono
-                and sel > min(val_losses[:-cfg.nonmono])):
+        if cfg.optimizer == "ntasgd" and average is None and ntasgd_switch(val_losses, sel, cfg.nonmono):
             average = WeightAverage(model)
             log("asgd_switch_epoch", epoch, epoch)
         val_losses.append(sel)

@@ -204,7 +204,7 @@ class LanguageModelling(Task):
             count += y.numel()
             state = new_state
         loss = total / count
-        return {"loss": loss, "ppl": math.exp(loss)}
+        return {"loss": loss, "ppl": math.exp(loss) if loss < 700 else math.inf}
 
 
 register_task(LanguageModelling(

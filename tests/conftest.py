@@ -1,0 +1,63 @@
+"""Shared fixtures: the real mirror when present, and small generated data that always works."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+from pathlib import Path
+
+import pytest
+
+from bench import plugins
+from bench.data import DATASETS, DataFile, DatasetSpec, register_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+MIRROR = REPO.parent / "shared" / "data"
+HAVE_MIRROR = (MIRROR / "MANIFEST.tsv").exists()
+needs_mirror = pytest.mark.skipif(not HAVE_MIRROR, reason="../shared/data mirror not present")
+
+
+def write_dataset(root: Path, name: str, files: dict[str, str], url="file:///fixture") -> DatasetSpec:
+    """Write `files` gzip-compressed under root/name and register a dataset spec with their sha256."""
+    entries = []
+    for fname, text in files.items():
+        raw = text.encode()
+        gz = gzip.compress(raw, mtime=0)
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / (fname + ".gz")).write_bytes(gz)
+        entries.append(DataFile(fname, hashlib.sha256(gz).hexdigest(), hashlib.sha256(raw).hexdigest()))
+    DATASETS.pop(name, None)
+    return register_dataset(DatasetSpec(name=name, files=tuple(entries), url=url))
+
+
+def tiny_corpus(seed: int, lines: int) -> str:
+    """A toy language with some structure (so that a model can learn something)."""
+    rng = random.Random(seed)
+    words = [f"w{i}" for i in range(40)]
+    out = []
+    for _ in range(lines):
+        start = rng.randrange(40)
+        n = rng.randint(3, 12)
+        out.append(" " + " ".join(words[(start + 3 * k + rng.choice((0, 0, 1))) % 40] for k in range(n)) + " ")
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory):
+    """A registered task 'tinylm' (an LM task on generated data) and its data directory."""
+    from tasks.lm import LanguageModelling
+    root = tmp_path_factory.mktemp("data")
+    train = tiny_corpus(1, 400)
+    vocab_line = " " + " ".join(f"w{i}" for i in range(40)) + " \n"  # every word occurs in train
+    write_dataset(root, "tinylm", {"train.txt": vocab_line + train, "valid.txt": tiny_corpus(2, 60),
+                                   "test.txt": tiny_corpus(3, 60)})
+    plugins.load_all()
+    plugins.unregister("task", "tinylm")
+    task = plugins.register_task(LanguageModelling("tinylm", "tinylm", ("train.txt", "valid.txt", "test.txt"),
+                                                   "generated toy LM"))
+    return task, root
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return tmp_path / "registry"
