@@ -98,8 +98,7 @@ def protocols_for(task, method) -> list[str]:
 def resolve(task, method, protocol: str, overrides: dict[str, str]) -> Config:
     """The full config of one run, or a UsageError naming what is wrong."""
     from bench.errors import choose
-    choose(f"protocol for task {task.name!r} and method {method.name!r}", protocol,
-           protocols_for(task, method))
+    choose("protocol", protocol, protocols_for(task, method), f"for task {task.name!r} and method {method.name!r}")
     options, recipe = method_layers(method, overrides)
     cfg = {**DEFAULTS, **task.defaults, **options, **recipe}
     cfg.update(task.protocols.get(protocol, {}))

@@ -28,7 +28,7 @@ def isolated(monkeypatch, tmp_path):
 @pytest.mark.parametrize("args,expected", [
     (["run", "--task", "ptbb", "--method", "zaremba"], "unknown task 'ptbb'; choose one of: .*ptb.*wikitext-2"),
     (["run", "--task", "ptb", "--method", "dropconnect"], "unknown method 'dropconnect'; choose one of: awd, curriculum"),
-    (["run", "--task", "ptb", "--method", "zaremba", "--protocol", "huge"], "unknown protocol .*'huge'; choose one of"),
+    (["run", "--task", "ptb", "--method", "zaremba", "--protocol", "huge"], "unknown protocol 'huge' for task 'ptb' and method 'zaremba'; choose one of"),
     (["run", "--task", "ptb", "--method", "zaremba", "--set", "foo=1"], r"unknown option\(s\) foo"),
     (["run", "--task", "ptb", "--method", "zaremba", "--set", "lr"], "override 'lr' is not KEY=VALUE"),
     (["run", "--task", "ptb", "--method", "zaremba", "--set", "p_out=1.2"], r"p_out=1.2 is not a probability"),

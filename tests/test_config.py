@@ -74,7 +74,7 @@ def test_method_specific_validation():
 
 
 def test_unknown_protocol_lists_choices():
-    with pytest.raises(UsageError, match=r"unknown protocol .* 'papr'; choose one of: equal, paper, paper-large, smoke"):
+    with pytest.raises(UsageError, match=r"unknown protocol 'papr' for task 'ptb' and method 'zaremba'; choose one of: equal, paper, paper-large, smoke"):
         resolve(protocol="papr")
     with pytest.raises(UsageError, match="unknown protocol"):
         resolve(method="naive", protocol="paper")      # naive has no published recipe
