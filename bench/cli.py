@@ -37,19 +37,15 @@ def cmd_run(args):
 
 def cmd_list(args):
     from bench import plugins
-    from bench.config import protocols_for
-    print("tasks:")
+    print("tasks (test metric; protocols every method has):")
     for name in plugins.list_tasks():
         t = plugins.get_task(name)
-        print(f"  {name:12s} {t.description}  [test {t.metric}, protocols: {', '.join(sorted(t.protocols))}]")
-    print("methods:")
+        print(f"  {name:15s} {t.description} [{t.metric}; {', '.join(sorted(t.protocols))}]")
+    print("methods (paper; extra protocols per task):")
     for name in plugins.list_methods():
         m = plugins.get_method(name)
-        extra = sorted({p for p in m.protocols})
-        print(f"  {name:12s} {m.paper}" + (f"  [+protocols: {', '.join(extra)}]" if extra else ""))
-    print("protocols per task (any method): " + ", ".join(
-        f"{t}: {'/'.join(protocols_for(plugins.get_task(t), plugins.get_method('naive')))}"
-        for t in plugins.list_tasks()) if "naive" in plugins.list_methods() else "")
+        extra = "; ".join(f"{p}: {', '.join(sorted(per_task))}" for p, per_task in sorted(m.protocols.items()))
+        print(f"  {name:15s} {m.paper}" + (f" [{extra}]" if extra else ""))
     errors = plugins.import_errors()
     if errors:
         print("plugins that failed to import:")
