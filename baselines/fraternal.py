@@ -3,6 +3,8 @@ independently sampled masks; loss = (CE_1 + CE_2)/2 + kappa * mean((z_1 - z_2)^2
 logits; only the first pass's state is carried. The noise is that of the base method (`base`,
 default the AWD recipe with AR/TAR off and nonmono 60, the published setting). Applies to any task
 whose forward returns logits (LM softmax, decoder, classifier). Test time: one pass, no noise.
+On non-LM tasks the LM-only recipe keys (variable BPTT, AR/TAR) are ignored, and their `equal`
+protocol uses the task's optimizer instead of lr-30 NT-ASGD (as awd).
 """
 from bench.api import MethodSpec
 from bench.errors import UsageError
@@ -37,7 +39,9 @@ register_method(MethodSpec(
     schedule=_schedule,
     validate=_validate,
     protocols={"paper": {"ptb": dict(epochs=500),
-                         "wikitext-2": dict(epochs=750, p_emb=0.65, p_hid=0.2, batch_size=80)}},
+                         "wikitext-2": dict(epochs=750, p_emb=0.65, p_hid=0.2, batch_size=80)},
+               "equal": {t: dict(optimizer="adam", lr=1e-3, clip=5.0)
+                         for t in ("sst2", "sst5", "multi30k-de-en", "iwslt14-de-en")}},
     published={("paper", "ptb"): dict(valid=59.8, test=58.0, source="Zolna et al. 2018, on AWD, without fine-tuning"),
                ("paper", "wikitext-2"): dict(valid=68.3, test=65.3, source="Zolna et al. 2018, on AWD, without fine-tuning")},
 ))
