@@ -162,6 +162,20 @@ def fetch_archive(spec: DatasetSpec, data_dir: Path, rename: dict[str, str] | No
             write_gz(Path(data_dir) / spec.name / (f.name + ".gz"), content)
 
 
+def fetch_files(spec: DatasetSpec, data_dir: Path, url_of: Callable[[str], str]) -> None:
+    """Download each file from its own URL (`url_of(name)`; a `.gz` URL is decompressed), verify
+    it and store it as .gz."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in spec.files:
+            url = url_of(f.name)
+            content = download(url, Path(tmp) / "file").read_bytes()
+            if url.endswith(".gz"):
+                content = gzip.decompress(content)
+            if _sha256_bytes(content) != f.sha256:
+                raise UsageError(f"downloaded {url} has sha256 {_sha256_bytes(content)}, expected {f.sha256}")
+            write_gz(Path(data_dir) / spec.name / (f.name + ".gz"), content)
+
+
 def fetch(dataset: str, data_dir: Path) -> None:
     spec = DATASETS[dataset]
     try:

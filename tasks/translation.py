@@ -54,16 +54,25 @@ import torch.nn.functional as F
 from sacrebleu.metrics import BLEU
 
 from bench.api import Batch, ForwardOut, Task
-from bench.data import DataFile, DatasetSpec, fetch_archive, read_text, register_dataset
+from bench.data import DataFile, DatasetSpec, fetch_files, read_text, register_dataset
 from bench.errors import UsageError
 from bench.plugins import register_task
 from bench.rnn import LSTMStack, embedding_dropout, io_dropout
 from tasks._text import (BOS, EOS, PAD, Vocab, bucket_batches, init_weights, pad_batch, subset,
                          sorted_batches)
 
+MULTI30K_RAW = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1"
+
+
+def multi30k_url(name: str) -> str:
+    """Raw files are stored gzipped in the repository (raw/), tokenised ones plain (tok/)."""
+    return f"{MULTI30K_RAW}/tok/{name}" if ".lc.norm.tok." in name else f"{MULTI30K_RAW}/raw/{name}.gz"
+
+
 MULTI30K = register_dataset(DatasetSpec(
     name="multi30k",
     url="https://github.com/multi30k/dataset/tree/master/data/task1",
+    fetch=lambda spec, data_dir: fetch_files(spec, data_dir, multi30k_url),
     note="files under data/task1/raw/ and data/task1/tok/ of https://github.com/multi30k/dataset",
     files=tuple(DataFile(n, gz, sha) for n, gz, sha in (
         ("train.de", "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6",

@@ -98,3 +98,22 @@ def test_fetch_archive_from_local_archive(tmp_path, monkeypatch):
     data.fetch("ziptoy", tmp_path / "d")
     assert gzip.decompress((tmp_path / "d" / "ziptoy" / "t.txt.gz").read_bytes()) == content
     data.DATASETS.pop(spec.name)
+
+
+def test_fetch_files_one_url_per_file(tmp_path, monkeypatch):
+    """Multi30k's download path (one URL per file, some gzipped), with the network replaced."""
+    import tasks.translation as tr
+    served = {"a.txt": b"alpha\n", "b.txt": b"beta\n"}
+    spec = data.DatasetSpec(name="perfile", url="https://example.invalid/",
+                            files=tuple(data.DataFile(n, "", hashlib.sha256(c).hexdigest()) for n, c in served.items()))
+
+    def fake_download(url, dest):
+        name = url.rsplit("/", 1)[1]
+        dest.write_bytes(gzip.compress(served[name[:-3]]) if name.endswith(".gz") else served[name])
+        return dest
+    monkeypatch.setattr(data, "download", fake_download)
+    data.fetch_files(spec, tmp_path, lambda n: f"https://example.invalid/{n}" + (".gz" if n == "a.txt" else ""))
+    for n, c in served.items():
+        assert gzip.decompress((tmp_path / "perfile" / (n + ".gz")).read_bytes()) == c
+    assert tr.multi30k_url("train.de").endswith("/raw/train.de.gz")
+    assert tr.multi30k_url("train.lc.norm.tok.de").endswith("/tok/train.lc.norm.tok.de")
