@@ -22,16 +22,35 @@ def _seeds(text: str) -> list[int]:
         raise UsageError(f"SEEDS={text!r}: expected integers such as 0 or 0,1,2 or 0-4") from None
 
 
+def _names(text: str, all_names: list[str]) -> list[str]:
+    """'all', one name, or a comma-separated list."""
+    return list(all_names) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
+
+
 def cmd_run(args):
-    from bench import leaderboard, runner
+    from bench import leaderboard, plugins, runner
     from bench.config import parse_overrides
     overrides = parse_overrides(args.set)
-    for seed in _seeds(args.seeds):
-        row, path = runner.run(args.task, args.method, args.protocol, seed, args.device, overrides,
-                               data_dir=args.data_dir, progress=None)
-        print(f"{row['run_id']}: {row['status']}  valid {row['valid_metric']} {row['valid']:.3f}  "
-              f"test {row['metric']} {row['test']:.3f}  ({row['wall_s']:.1f}s, "
-              f"{row['tokens_per_s']:.0f} tok/s, {row['device_name']}) -> {path}")
+    tasks, methods = _names(args.task, plugins.list_tasks()), _names(args.method, plugins.list_methods())
+    for t in tasks:
+        plugins.get_task(t)          # unknown names are errors even in a grid
+    for m in methods:
+        plugins.get_method(m)
+    grid = len(tasks) * len(methods) > 1
+    for task in tasks:
+        for method in methods:
+            for seed in _seeds(args.seeds):
+                try:
+                    row, path = runner.run(task, method, args.protocol, seed, args.device, overrides,
+                                           data_dir=args.data_dir, progress=None)
+                except UsageError as exc:
+                    if not grid:
+                        raise
+                    print(f"skipped {task} x {method} seed {seed}: {exc}")   # e.g. data absent, done already
+                    continue
+                print(f"{row['run_id']}: {row['status']}  valid {row['valid_metric']} {row['valid']:.3f}  "
+                      f"test {row['metric']} {row['test']:.3f}  ({row['wall_s']:.1f}s, "
+                      f"{row['tokens_per_s']:.0f} tok/s, {row['device_name']}) -> {path}")
     print(f"leaderboard: {leaderboard.write()}")
 
 
@@ -88,8 +107,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None, help="data directory (default: $BENCH_DATA, ../shared/data, ./data)")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train and evaluate task x method x protocol x seed(s)")
-    r.add_argument("--task", required=True)
-    r.add_argument("--method", required=True)
+    r.add_argument("--task", required=True, help="a task, a comma-separated list, or all")
+    r.add_argument("--method", required=True, help="a method, a comma-separated list, or all")
     r.add_argument("--protocol", default="smoke")
     r.add_argument("--seeds", default="0", help="e.g. 0 or 0,1,2 or 0-4")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")

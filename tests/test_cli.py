@@ -84,3 +84,17 @@ def test_make_bench_adds_exactly_one_registry_file(tmp_path):
                          "SET=epochs=1 lr=0.5"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert p2.returncode != 0 and "already registered" in p2.stderr
     assert set((tmp_path / "registry").glob("**/*.parquet")) == after
+
+
+def test_grid_runs_every_pair_and_skips_what_cannot_run(capsys, tmp_path, tiny_lm, monkeypatch):
+    monkeypatch.setattr(results, "REGISTRY", tmp_path / "registry")
+    monkeypatch.setenv("BENCH_REPORTS", str(tmp_path / "reports"))
+    import bench.leaderboard
+    monkeypatch.setattr(bench.leaderboard, "REPORT", tmp_path / "reports" / "LB.md")
+    code, text = run_cli(capsys, "--data-dir", str(tiny_lm[1]), "run", "--task", f"{tiny_lm[0].name},ptb",
+                         "--method", "zaremba,naive", "--device", "cpu", "--set", "epochs=1")
+    assert code == 0, text
+    assert text.count("skipped ptb x") == 2 and "not found" in text           # no PTB in that data dir
+    assert len(list((tmp_path / "registry").glob("*/*/*.parquet"))) == 2
+    code, text = run_cli(capsys, "run", "--task", "ptb,nope", "--method", "zaremba")
+    assert code == 2 and "unknown task 'nope'" in text
