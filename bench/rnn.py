@@ -1,8 +1,11 @@
 """The shared noisy LSTM: every method's noise, applied by one implementation.
 
-Masks are explicit tensors drawn by `sample_*` functions, so tests (and any faster cell) can use
-the very same masks. Layout follows `nn.LSTM` (gate order i, f, g, o; weight_ih (4H,in),
-weight_hh (4H,H), two biases), so the fused kernel runs on our own parameters.
+Masks are explicit tensors drawn up front, so tests and the fast cell (bench/fastcell.py) use the
+very same masks. Layout follows `nn.LSTM` (gate order i, f, g, o; weight_ih (4H,in), weight_hh
+(4H,H), two biases), so the fused kernel runs on our own parameters. `LSTMLayer.last_path` says
+what ran: "fused" (torch's LSTM kernel, when the recurrence is not perturbed), "fast" (the fast
+per-step cell), "graph" (the fast cell replayed as CUDA graphs) or "cell" (`lstm_cell_loop`, the
+reference, where the fast cell does not apply or BENCH_RNN_IMPL=reference).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench import fastcell
 from bench.api import Noise, NoiseState
 
 # cuDNN copies non-flattened weights (DropConnect's masked W_hh is a new tensor every forward) into
@@ -145,9 +149,8 @@ class LSTMLayer(nn.Module):
                 x, (h.unsqueeze(0), c.unsqueeze(0)),
                 [self.weight_ih, w_hh, self.bias_ih, self.bias_hh], True, 1, 0.0, False, False, False)
             return out, (hn[0], cn[0])
-        self.last_path = "cell"
         if not untied:
-            xw = F.linear(x, self.weight_ih, self.bias_ih)
+            xw = fastcell.input_projection(x, self.weight_ih, self.bias_ih)
         masks = dict(rec_mask=None, cell_mask=None, zone_h=None, zone_c=None, z_expect=(0.0, 0.0))
         if active:
             masks["rec_mask"] = recurrent_mask(noise.rec, noise.rec_mask, T, B, H, x, 4 if untied else 1)
@@ -156,7 +159,8 @@ class LSTMLayer(nn.Module):
             masks["zone_c"] = zoneout_mask(noise.zone_c, T, B, H, x)
         else:
             masks["z_expect"] = (noise.zone_h, noise.zone_c)
-        return lstm_cell_loop(xw, h, c, w_hh, self.bias_hh, **masks)
+        self.last_path, result = fastcell.run(lstm_cell_loop, xw, h, c, w_hh, self.bias_hh, masks)
+        return result
 
 
 class LSTMStack(nn.Module):
