@@ -21,6 +21,7 @@ import warnings
 import torch
 
 from bench import cellloops, cudagraphs
+from bench.errors import UsageError
 
 MODES = ("auto", "reference", "fast", "graph")
 _NOTICED: set[str] = set()
@@ -36,7 +37,7 @@ def impl_mode() -> str:
     (CUDA graphs, error where invalid)."""
     mode = os.environ.get("BENCH_RNN_IMPL", "auto").strip().lower() or "auto"
     if mode not in MODES:
-        raise ValueError(f"BENCH_RNN_IMPL={mode!r} must be one of {', '.join(MODES)}")
+        raise UsageError(f"BENCH_RNN_IMPL={mode!r} must be one of {', '.join(MODES)}")
     return mode
 
 

@@ -80,8 +80,9 @@ def render(df: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-def write(registry: Path = results.REGISTRY, report: Path = REPORT) -> Path:
-    text = render(results.read_registry(registry))
+def write(registry: Path | None = None, report: Path | None = None) -> Path:
+    text = render(results.read_registry(registry or results.REGISTRY))
+    report = report or REPORT
     report.parent.mkdir(parents=True, exist_ok=True)
     tmp = report.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")

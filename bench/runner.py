@@ -51,6 +51,8 @@ def make_run_id(task: str, method: str, protocol: str, seed: int, device: str, c
 
 def prepare(task_name, method_name, protocol, overrides, data_dir=None):
     """Resolve plugins, config and data: every user error surfaces here, before any write."""
+    from bench.fastcell import impl_mode
+    impl_mode()                      # a bad BENCH_RNN_IMPL is a user error, raised before any write
     task = plugins.get_task(task_name)
     method = plugins.get_method(method_name)
     cfg = config_mod.resolve(task, method, protocol, overrides)
@@ -100,10 +102,11 @@ def run_sacred(run_id: str, cfg: dict, body, runs_dir: Path):
 
 
 def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: str = "auto",
-        overrides: dict | None = None, registry: Path = results.REGISTRY, runs_dir: Path = REPO / "runs",
+        overrides: dict | None = None, registry: Path | None = None, runs_dir: Path = REPO / "runs",
         data_dir=None, progress=None) -> tuple[dict, Path]:
     """Train and evaluate one run and add it to the registry. Returns (row, parquet path)."""
     overrides = overrides or {}
+    registry = registry or results.REGISTRY
     task, method, cfg, data = prepare(task_name, method_name, protocol, overrides, data_dir)
     dev = pick_device(device)
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))

@@ -1,12 +1,13 @@
 """Seed verification: re-run registered runs and check that their metrics come out the same.
 
 A row is re-run when its protocol is in its task's `cpu_protocols`. It is re-run on the CPU from its
-stored `config_json` with its seed. Where the environment fingerprint (torch version, device,
+stored `config_json` with its seed, with the reference cell if the row was trained with it. Where the environment fingerprint (torch version, device,
 CPU capability, thread count) equals the row's, the metrics must match exactly (bitwise); elsewhere
 within a relative tolerance of REL_TOL, since other kernels round differently.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,13 +30,30 @@ def _close(a: float, b: float, exact: bool) -> bool:
     return a == b if exact else abs(a - b) <= REL_TOL * max(abs(a), abs(b))
 
 
+@contextlib.contextmanager
+def _env(key: str, value: str):
+    old = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key)
+        else:
+            os.environ[key] = old
+
+
 def verify_row(row, data_dir) -> dict:
     task, method = plugins.get_task(row.task), plugins.get_method(row.method)
     cfg = config_mod.Config(json.loads(row.config_json))
     dev = torch.device("cpu")
     fp = seeding.fingerprint(dev)
     exact = all(str(fp[k]) == str(getattr(row, k)) for k in FINGERPRINT_KEYS)
-    got = execute(task, method, cfg, task.load(Path(data_dir), cfg), int(row.seed), dev, progress=False)
+    # a row trained with the reference cell is re-run with it (the fast cell rounds differently)
+    impl = "reference" if "cell" in row.rnn_path.split(",") else os.environ.get("BENCH_RNN_IMPL", "auto")
+    with _env("BENCH_RNN_IMPL", impl):
+        got = execute(task, method, cfg, task.load(Path(data_dir), cfg), int(row.seed), dev, progress=False)
+    exact = exact and got["rnn_path"] == row.rnn_path
     ok = (got["status"] == row.status and _close(got["valid"], row.valid, exact)
           and _close(got["test"], row.test, exact) and config_mod.config_hash(cfg) == row.config_hash)
     return dict(run_id=row.run_id, exact=exact, ok=ok, valid=row.valid, valid_rerun=got["valid"],
@@ -52,9 +70,9 @@ def verifiable(df):
     return df[keep] if len(df) else df
 
 
-def verify_all(registry: Path = results.REGISTRY, data_dir=None, only=None, echo=print) -> list[dict]:
+def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=print) -> list[dict]:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    df = verifiable(results.read_registry(registry))
+    df = verifiable(results.read_registry(registry or results.REGISTRY))
     if only:
         df = df[df.run_id.str.contains(only, regex=False)]
     out = []

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from bench import cellloops, cudagraphs, fastcell
 from bench.api import Noise, NoiseState
+from bench.errors import UsageError
 from bench.rnn import LSTMStack, lstm_cell_loop, recurrent_mask, zoneout_mask
 
 RECS = [None, ("tied", "step"), ("tied", "sequence"), ("untied", "step"), ("untied", "sequence")]
@@ -314,7 +315,7 @@ def test_modes_and_fallback(monkeypatch):
     with pytest.raises(RuntimeError, match="CUDA"):
         fastcell.run(lstm_cell_loop, *leaves, masks)
     monkeypatch.setenv("BENCH_RNN_IMPL", "quick")
-    with pytest.raises(ValueError, match="BENCH_RNN_IMPL"):
+    with pytest.raises(UsageError, match="BENCH_RNN_IMPL"):
         fastcell.run(lstm_cell_loop, *leaves, masks)
 
 

@@ -34,3 +34,14 @@ def test_tolerance_applies_when_the_fingerprint_differs(tiny_lm, tmp_path):
     pq.write_table(pa.Table.from_pylist([t], schema=schema), path)
     res = verify.verify_all(tmp_path / "reg", data_dir=root, echo=lambda s: None)
     assert res[0]["ok"] and not res[0]["exact"]
+
+
+def test_rows_trained_with_the_reference_cell_are_rerun_with_it(tiny_lm, tmp_path, monkeypatch):
+    task, root = tiny_lm
+    monkeypatch.setenv("BENCH_RNN_IMPL", "reference")
+    row, _ = runner.run(task.name, "naive", "smoke", device="cpu", registry=tmp_path / "reg",
+                        runs_dir=tmp_path / "runs", data_dir=root, progress=False)
+    assert row["rnn_path"] == "cell"
+    monkeypatch.setenv("BENCH_RNN_IMPL", "auto")
+    res = verify.verify_all(tmp_path / "reg", data_dir=root, echo=lambda s: None)
+    assert res[0]["ok"] and res[0]["exact"]
