@@ -63,7 +63,9 @@ def render(df: pd.DataFrame) -> str:
            "single seed gives no spread); `valid` is the mean of the model-selection metric on the",
            "validation split. `published` is the paper's number for the same protocol and `Δ` our mean",
            "minus it. `hardware` says which device produced the rows, `rnn` which recurrent path ran",
-           "(`fused` kernel or per-step `cell`). Lower is better for perplexity, higher for BLEU and accuracy.",
+           "(`fused` LSTM kernel, `fast` per-step cell, its CUDA-`graph` replay, or the reference `cell`).",
+           "Lower is better for perplexity, higher for BLEU and accuracy. `smoke` rows check the plumbing",
+           "on tiny models: they are not results.",
            ""]
     if df.empty:
         return "\n".join(out + ["The registry is empty: run `make bench TASK=ptb METHOD=zaremba`.", ""])
