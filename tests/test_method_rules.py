@@ -211,16 +211,23 @@ def test_layer_training_forward_equals_reference_with_the_same_masks(method):
     assert not torch.allclose(layer(x, state, noise, noise.emb, True)[0], out)   # resampled per forward
 
 
+def _train_forward(noise, p_in, mask_seed):
+    """A fresh layer's training forward from a zero state; re-seeds with mask_seed afterwards so
+    that the caller can draw the same masks again."""
+    torch.manual_seed(1)
+    layer = LSTMLayer(IN, H)
+    x, state = torch.randn(T, B, IN), (torch.zeros(B, H), torch.zeros(B, H))
+    torch.manual_seed(mask_seed)
+    out, _ = layer(x, state, noise, p_in, True)
+    torch.manual_seed(mask_seed)
+    return layer, x, state, out
+
+
 def test_gal_masks_are_shared_by_all_steps_of_a_chunk():
     """With a per-sequence h mask, dropping unit k of h_{t-1} at one step means at every step:
     replaying with that one mask broadcast over time reproduces the layer exactly."""
     noise = Noise(rec=0.5, rec_mask="sequence", io_mask="locked", emb=0.5)
-    torch.manual_seed(1)
-    layer = LSTMLayer(IN, H)
-    x, state = torch.randn(T, B, IN), (torch.zeros(B, H), torch.zeros(B, H))
-    torch.manual_seed(3)
-    out, _ = layer(x, state, noise, 0.5, True)
-    torch.manual_seed(3)
+    layer, x, state, out = _train_forward(noise, p_in=0.5, mask_seed=3)
     xin = x * bernoulli_mask((1, B, IN), 0.5, x)
     m = bernoulli_mask((1, B, H), 0.5, x)
     ref, _ = lstm_cell_loop(F.linear(xin, layer.weight_ih, layer.bias_ih), *state, layer.weight_hh,
@@ -437,12 +444,7 @@ def test_gal_mc_evaluation_averages_probabilities(tiny_lm):
 
 def test_gal_untied_uses_per_gate_masks_in_training():
     noise = Noise(rec=0.5, rec_mask="sequence", gates="untied", emb=0.5, io_mask="locked")
-    torch.manual_seed(1)
-    layer = LSTMLayer(IN, H)
-    x, state = torch.randn(T, B, IN), (torch.zeros(B, H), torch.zeros(B, H))
-    torch.manual_seed(3)
-    out, _ = layer(x, state, noise, 0.5, True)
-    torch.manual_seed(3)
+    layer, x, state, out = _train_forward(noise, p_in=0.5, mask_seed=3)
     mx = bernoulli_mask((1, B, 4, IN), 0.5, x)                       # one input mask per gate
     xw = torch.cat([F.linear(x * mx[:, :, k], layer.weight_ih[k * H:(k + 1) * H]) for k in range(4)], -1)
     mh = recurrent_mask(0.5, "sequence", T, B, H, x, gates=4)
