@@ -6,6 +6,8 @@ whose forward returns logits (LM softmax, decoder, classifier). Test time: one p
 On non-LM tasks the LM-only recipe keys (variable BPTT, AR/TAR) are ignored, and their `equal`
 protocol uses the task's optimizer instead of lr-30 NT-ASGD (as awd).
 """
+import torch.nn.functional as F
+
 from bench.api import MethodSpec
 from bench.errors import UsageError
 from bench.plugins import get_method, register_method
@@ -13,7 +15,7 @@ from bench.plugins import get_method, register_method
 
 def fraternal_loss(forward, cfg):
     out1, out2 = forward(), forward()
-    consistency = (out1.logits - out2.logits).pow(2).mean()
+    consistency = F.mse_loss(out1.logits, out2.logits)      # mean((z1 - z2)^2), one fused op
     return (out1.loss + out2.loss) / 2 + cfg.kappa * consistency, out1
 
 

@@ -25,8 +25,9 @@ warnings.filterwarnings("ignore", message=".*RNN module weights are not part of 
 
 
 def bernoulli_mask(shape, p: float, like: torch.Tensor, scale: bool = True) -> torch.Tensor:
-    """Keep-mask with P(1) = 1-p, divided by 1-p when `scale` (inverted dropout)."""
-    keep = torch.empty(shape, dtype=like.dtype, device=like.device).bernoulli_(1.0 - p)
+    """Keep-mask with P(1) = 1-p, divided by 1-p when `scale` (inverted dropout). Every mask of
+    the benchmark is drawn here; `rand < 1-p` is ~2x faster than `bernoulli_` on a CPU."""
+    keep = (torch.rand(shape, dtype=like.dtype, device=like.device) < 1.0 - p).to(like.dtype)
     return keep / (1.0 - p) if scale else keep
 
 
@@ -35,9 +36,8 @@ def io_dropout(x: torch.Tensor, p: float, mode: str, active: bool) -> torch.Tens
     mask shared by all time steps of the chunk."""
     if not active or p == 0.0:
         return x
-    if mode == "element":
-        return F.dropout(x, p, training=True)
-    return x * bernoulli_mask((1,) + tuple(x.shape[1:]), p, x)
+    shape = x.shape if mode == "element" else (1,) + tuple(x.shape[1:])
+    return x * bernoulli_mask(shape, p, x)
 
 
 def embedding_dropout(weight: torch.Tensor, p: float, active: bool) -> torch.Tensor:
@@ -132,7 +132,7 @@ class LSTMLayer(nn.Module):
         T, B, H = x.shape[0], x.shape[1], self.hidden_size
         w_hh = self.weight_hh
         if active and noise.weight > 0:             # DropConnect: one (4H,H) mask per forward
-            w_hh = F.dropout(w_hh, noise.weight, training=True)
+            w_hh = w_hh * bernoulli_mask(w_hh.shape, noise.weight, w_hh)
         untied = active and noise.gates == "untied"
         if untied:                                  # gal untied: a separate input mask per gate
             xm = x.unsqueeze(2)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from bench import cellloops, cudagraphs, fastcell
 from bench.api import Noise, NoiseState
 from bench.errors import UsageError
-from bench.rnn import LSTMStack, lstm_cell_loop, recurrent_mask, zoneout_mask
+from bench.rnn import LSTMStack, bernoulli_mask, lstm_cell_loop, recurrent_mask, zoneout_mask
 
 RECS = [None, ("tied", "step"), ("tied", "sequence"), ("untied", "step"), ("untied", "sequence")]
 CELLS = [None, "step", "sequence"]
@@ -53,7 +53,7 @@ def run_cell(fn, leaves, masks, dropconnect=0.0):
     on, masks w_hh with a seeded dropout, so the gradient reaches the raw weight through it."""
     xw, h, c, raw, b = leaves
     torch.manual_seed(7)
-    w = F.dropout(raw, dropconnect, training=True) if dropconnect else raw
+    w = raw * bernoulli_mask(raw.shape, dropconnect, raw) if dropconnect else raw
     out, (hT, cT) = fn(xw, h, c, w, b, **masks)
     g = torch.Generator().manual_seed(3)
     weights = [torch.randn(t.shape, generator=g, dtype=t.dtype).to(t.device) for t in (out, hT, cT)]

@@ -186,7 +186,7 @@ def _replay(layer, x, state, noise, p_in):
     """The layer's training forward, rebuilt from the public mask functions in the documented order:
     DropConnect, input mask, then recurrent, cell, zoneout-h and zoneout-c masks."""
     h, c = state
-    w_hh = F.dropout(layer.weight_hh, noise.weight, True) if noise.weight else layer.weight_hh
+    w_hh = layer.weight_hh * bernoulli_mask((4 * H, H), noise.weight, x) if noise.weight else layer.weight_hh
     x = io_dropout(x, p_in, noise.io_mask, True)
     xw = F.linear(x, layer.weight_ih, layer.bias_ih)
     masks = dict(rec_mask=recurrent_mask(noise.rec, noise.rec_mask, T, B, H, x),
@@ -244,7 +244,7 @@ def test_zaremba_never_touches_the_recurrence_and_runs_fused():
     out, _ = layer(x, state, noise, 0.5, True)
     assert layer.last_path == "fused"
     torch.manual_seed(5)
-    xin = F.dropout(x, 0.5, True)                         # element-wise on the layer input only
+    xin = x * bernoulli_mask((T, B, IN), 0.5, x)           # element-wise on the layer input only
     ref, _ = lstm_cell_loop(F.linear(xin, layer.weight_ih, layer.bias_ih), *state, layer.weight_hh, layer.bias_hh)
     assert torch.allclose(out, ref, atol=1e-5)
 
@@ -279,7 +279,7 @@ def test_awd_dropconnect_full_matrix_shared_by_batch_and_time_with_grad_to_raw_w
         out.sum().backward()
     assert layer.last_path == "fused"
     torch.manual_seed(4)
-    mask = F.dropout(torch.ones(4 * H, H), 0.5, True)     # one (4H,H) mask for the whole batch and chunk
+    mask = bernoulli_mask((4 * H, H), 0.5, x)               # one (4H,H) mask for the whole batch and chunk
     ref, _ = lstm_cell_loop(F.linear(x, layer.weight_ih, layer.bias_ih), *state,
                             layer.weight_hh * mask, layer.bias_hh)
     assert torch.allclose(out, ref, atol=1e-5)
