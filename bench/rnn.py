@@ -14,7 +14,6 @@ import warnings
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from bench import fastcell
 from bench.api import Noise, NoiseState
