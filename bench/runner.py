@@ -102,11 +102,12 @@ def run_sacred(run_id: str, cfg: dict, body, runs_dir: Path):
 
 
 def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: str = "auto",
-        overrides: dict | None = None, registry: Path | None = None, runs_dir: Path = REPO / "runs",
+        overrides: dict | None = None, registry: Path | None = None, runs_dir: Path | None = None,
         data_dir=None, progress=None) -> tuple[dict, Path]:
     """Train and evaluate one run and add it to the registry. Returns (row, parquet path)."""
     overrides = overrides or {}
     registry = registry or results.REGISTRY
+    runs_dir = runs_dir or Path(os.environ.get("BENCH_RUNS") or REPO / "runs")   # Sacred logs, git-ignored
     task, method, cfg, data = prepare(task_name, method_name, protocol, overrides, data_dir)
     dev = pick_device(device)
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))

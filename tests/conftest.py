@@ -72,3 +72,4 @@ def _never_touch_the_committed_registry(tmp_path_factory, monkeypatch):
     monkeypatch.setattr(leaderboard, "REPORT", scratch / "reports" / "LEADERBOARD.md")
     monkeypatch.setenv("BENCH_REGISTRY", str(scratch / "registry"))
     monkeypatch.setenv("BENCH_REPORTS", str(scratch / "reports"))
+    monkeypatch.setenv("BENCH_RUNS", str(scratch / "runs"))
