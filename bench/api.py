@@ -152,7 +152,6 @@ class Task(abc.ABC):
     higher_is_better: bool = False
     valid_metric: str = ""           # metric reported on valid
     select_on: str = "loss"          # model selection: "loss" (valid loss) or "metric" (valid_metric)
-    datasets: tuple = ()             # dataset folders the task reads
     defaults: dict = {}
     protocols: dict = {}             # protocol name -> config overrides
     cpu_protocols: tuple = ("smoke",)  # protocols cheap enough to re-run in CI

@@ -69,8 +69,7 @@ def execute(task, method, cfg, data, seed: int, device: torch.device, log=None, 
     wall = time.perf_counter() - t0
     return dict(derived_seed=derived, status=res.status, valid=res.valid, test=res.test,
                 best_epoch=res.best_epoch, epochs=res.epochs, params=res.params, wall_s=wall,
-                tokens_per_s=res.tokens / res.train_s if res.train_s > 0 else 0.0, rnn_path=res.rnn_path,
-                history=res.history)
+                tokens_per_s=res.tokens / res.train_s if res.train_s > 0 else 0.0, rnn_path=res.rnn_path)
 
 
 def run_sacred(run_id: str, cfg: dict, body, runs_dir: Path):
@@ -95,7 +94,7 @@ def run_sacred(run_id: str, cfg: dict, body, runs_dir: Path):
     @ex.main
     def main(_run):
         holder["result"] = body(_run.log_scalar)
-        return {k: v for k, v in holder["result"].items() if k != "history"}
+        return holder["result"]
 
     ex.run(options={"--id": run_id, "--loglevel": "WARNING"})
     return holder["result"]
@@ -110,7 +109,7 @@ def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: 
     runs_dir = runs_dir or Path(os.environ.get("BENCH_RUNS") or REPO / "runs")   # Sacred logs, git-ignored
     task, method, cfg, data = prepare(task_name, method_name, protocol, overrides, data_dir)
     dev = pick_device(device)
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    seeding.set_threads()
     cfg_hash = config_mod.config_hash(cfg)
     run_id = make_run_id(task.name, method.name, protocol, seed, dev.type, cfg_hash)
     existing = results.find_run(registry, run_id)
@@ -120,7 +119,6 @@ def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: 
     commit, dirty = git_state()
     metrics = run_sacred(run_id, cfg, lambda log: execute(task, method, cfg, data, seed, dev, log, progress),
                          runs_dir)
-    metrics.pop("history")
     row = dict(run_id=run_id, task=task.name, method=method.name, protocol=protocol, seed=seed,
                metric=task.metric, higher_is_better=task.higher_is_better, valid_metric=task.valid_metric,
                **metrics, **seeding.fingerprint(dev), git_commit=commit, git_dirty=dirty,

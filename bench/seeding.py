@@ -27,6 +27,12 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def set_threads() -> int:
+    """A fixed thread count ($BENCH_THREADS, default 2): CPU results depend on it."""
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    return torch.get_num_threads()
+
+
 def fingerprint(device: torch.device) -> dict:
     """What must match for a re-run to be expected bitwise-identical."""
     fp = {

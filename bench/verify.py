@@ -71,7 +71,7 @@ def verifiable(df):
 
 
 def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=print) -> list[dict]:
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    seeding.set_threads()
     df = verifiable(results.read_registry(registry or results.REGISTRY))
     if only:
         df = df[df.run_id.str.contains(only, regex=False)]

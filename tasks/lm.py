@@ -133,7 +133,6 @@ class LanguageModelling(Task):
 
     def __init__(self, name: str, dataset: str, files: tuple[str, str, str], description: str):
         self.name, self.dataset, self.files, self.description = name, dataset, files, description
-        self.datasets = (dataset,)
 
     def load(self, data_dir, cfg):
         corpus = load_corpus(str(data_dir), self.dataset, self.files)

@@ -156,7 +156,6 @@ class Sentiment(Task):
         if classes not in (2, 5):
             raise ValueError("classes must be 2 (SST-2) or 5 (SST-5)")
         self.name, self.dataset, self.classes, self.files, self.description = name, dataset, classes, files, description
-        self.datasets = (dataset,)
 
     def label(self, label: int) -> int | None:
         return binary_label(label) if self.classes == 2 else label

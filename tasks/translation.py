@@ -290,7 +290,6 @@ class Translation(Task):
                  defaults: dict | None = None):
         """files: split -> (source file, target file, reference file) of `dataset`."""
         self.name, self.dataset, self.files, self.description, self.bpe = name, dataset, files, description, bpe
-        self.datasets = (dataset,)
         self.defaults = {**type(self).defaults, **(defaults or {})}
 
     def read(self, data_dir: Path) -> dict:

@@ -56,21 +56,18 @@ def test_probabilities_outside_unit_interval_are_rejected(method, key, value):
         resolve(method=method, **{key: value})
 
 
-def test_method_specific_validation():
-    with pytest.raises(UsageError, match="option kappa=-0.1 must be >= 0"):
-        resolve(method="fraternal", kappa=-0.1)
-    with pytest.raises(UsageError, match="option base: unknown method 'nope'; choose one of: .*zaremba"):
-        resolve(method="curriculum", base="nope")
-    with pytest.raises(UsageError, match="option base: unknown method"):
-        resolve(method="fraternal", base="nope")
-    with pytest.raises(UsageError, match="cannot be its own base"):
-        resolve(method="curriculum", base="curriculum")
-    with pytest.raises(UsageError, match="option gamma=-1.0 must be >= 0"):
-        resolve(method="curriculum", gamma=-1)
-    with pytest.raises(UsageError, match="gates='both'"):
-        resolve(method="gal", gates="both")
-    with pytest.raises(UsageError, match="cell_mask='time'"):
-        resolve(method="semeniuta", cell_mask="time")
+@pytest.mark.parametrize("method,overrides,message", [
+    ("fraternal", dict(kappa=-0.1), "option kappa=-0.1 must be >= 0"),
+    ("curriculum", dict(base="nope"), "option base: unknown method 'nope'; choose one of: .*zaremba"),
+    ("fraternal", dict(base="nope"), "option base: unknown method"),
+    ("curriculum", dict(base="curriculum"), "cannot be its own base"),
+    ("curriculum", dict(gamma=-1), "option gamma=-1.0 must be >= 0"),
+    ("gal", dict(gates="both"), "gates='both'"),
+    ("semeniuta", dict(cell_mask="time"), "cell_mask='time'"),
+])
+def test_method_specific_validation(method, overrides, message):
+    with pytest.raises(UsageError, match=message):
+        resolve(method=method, **overrides)
 
 
 def test_unknown_protocol_lists_choices():
