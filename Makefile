@@ -4,8 +4,15 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
-# The shared mirror beside the checkout when it exists, else ./data (filled by `make data`).
-DATA   ?= $(if $(wildcard ../shared/data/MANIFEST.tsv),../shared/data,data)
+LOCK   := requirements.lock
+LOCKENV  ?= /tmp/rnn-bench-lockenv
+PIPTOOLS := pip-tools==7.6.2
+# torch is resolved as $(TORCH) (so its pure-python deps are locked) but not written to the lock.
+LOCKARGS := --extra test --extra ray --unsafe-package torch --no-strip-extras --no-emit-index-url \
+  --no-emit-find-links
+# $BENCH_DATA when set, else the shared mirror beside the checkout when it exists, else ./data
+# (filled by `make data`).
+DATA   ?= $(or $(BENCH_DATA),$(if $(wildcard ../shared/data/MANIFEST.tsv),../shared/data,data))
 export BENCH_DATA := $(abspath $(DATA))
 
 TASK     ?= ptb
@@ -15,13 +22,18 @@ SEEDS    ?= $(if $(SEED),$(SEED),0)
 DEVICE   ?= auto
 SET      ?=
 PERF     ?=
+# CPU numerics (bench/numerics.py): `portable` rows verify bit for bit on any x86-64 host (smoke rows,
+# re-run in CI), `native` runs the CPU's fastest kernels (several times faster: long protocols).
+NUMERICS ?= $(if $(filter smoke,$(PROTOCOL)),portable,native)
 
-.PHONY: help install data bench leaderboard verify-seeds list test perf clean
+.PHONY: help install lock data bench leaderboard verify-seeds list test perf clean
 
 help:
 	@echo "make install                 create $(VENV) with pinned dependencies (CPU torch)"
+	@echo "make lock                    regenerate requirements.lock (pip-tools) from pyproject.toml"
 	@echo "make data [DATASET=ptb]       verify datasets in DATA=$(DATA); download those missing"
 	@echo "make bench TASK=ptb METHOD=zoneout [PROTOCOL=smoke|equal|paper] [SEEDS=0,1,2] [DEVICE=auto|cpu|cuda] [SET='lr=0.5 epochs=3']"
+	@echo "make campaign PLAN=smoke [WORKERS=2] [BACKEND=local|ray] [BUDGET=minutes] [DEVICE=...] [DRY=1]  a plan of plans/*.toml (docs/campaigns.md)"
 	@echo "make leaderboard              regenerate reports/LEADERBOARD.md from registry/"
 	@echo "make verify-seeds             re-run registered CPU-feasible runs, fail if a metric differs"
 	@echo "make list                     tasks, methods (with papers), protocols"
@@ -30,19 +42,40 @@ help:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Every dependency but torch at the exact version of $(LOCK); torch from $(TORCH) in the same pip
+# call (its CUDA-only deps, nvidia-* and triton, are not locked), then the project (no deps, built with the locked setuptools).
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=23"
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q "$(TORCH)" -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# Regenerate $(LOCK) with pip-tools from a throwaway venv; kept pins stay unless UPGRADE=-U.
+lock:
+	$(PYTHON) -m venv $(LOCKENV)
+	$(LOCKENV)/bin/pip install -q "$(PIPTOOLS)"
+	CUSTOM_COMPILE_COMMAND='make lock  ($(PIPTOOLS): pip-compile $(LOCKARGS) -P $(TORCH) -o $(LOCK) pyproject.toml)' \
+	  $(LOCKENV)/bin/pip-compile -q $(UPGRADE) $(LOCKARGS) -P "$(TORCH)" -o $(LOCK) pyproject.toml
 
 data: install
 	$(PY) -m bench data --fetch $(DATASET)
 
 bench: install
-	$(PY) -m bench run --task $(TASK) --method $(METHOD) --protocol $(PROTOCOL) --seeds $(SEEDS) \
+	BENCH_NUMERICS=$(NUMERICS) $(PY) -m bench run --task $(TASK) --method $(METHOD) --protocol $(PROTOCOL) --seeds $(SEEDS) \
 	  --device $(DEVICE) $(foreach o,$(SET),--set $(o))
+
+# A plan of many runs (bench/campaign.py, docs/campaigns.md): registered runs are skipped, checkpointed
+# ones resume; BUDGET in minutes (empty: none); DRY=1 prints the pending runs with estimated times.
+PLAN    ?= smoke
+WORKERS ?= 1
+BACKEND ?= local
+BUDGET  ?=
+DRY     ?=
+.PHONY: campaign
+campaign: install
+	$(PY) -m bench.campaign --plan $(PLAN) --workers $(WORKERS) --backend $(BACKEND) --device $(DEVICE) \
+	  $(if $(BUDGET),--budget $(BUDGET)) $(if $(DRY),--dry-run)
 
 leaderboard: install
 	$(PY) -m bench leaderboard

@@ -1,12 +1,25 @@
-"""Seeds: one derived seed per (base seed, task, method, repetition), applied to every RNG."""
+"""Seeds, threads and the environment fingerprint of a run.
+
+One derived seed per (base seed, task, method, repetition) seeds every RNG; the fingerprint says
+what must match for a re-run to be expected bit-for-bit identical.
+"""
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import platform
 import random
 
 import numpy as np
 import torch
+
+from bench import numerics
+from bench.errors import UsageError
+
+# ISA extensions that change which CPU kernels run (and so how they round) under native numerics
+KERNEL_ISA = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+              "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "sve", "asimd")
 
 
 def derive_seed(base_seed: int, task: str, method: str, repetition: int) -> int:
@@ -27,14 +40,42 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def thread_count() -> int:
+    """$BENCH_THREADS (default 2), validated."""
+    text = os.environ.get("BENCH_THREADS", "2").strip()
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"BENCH_THREADS={text!r} must be a positive integer (e.g. BENCH_THREADS=2)")
+    return int(text)
+
+
 def set_threads() -> int:
-    """A fixed thread count ($BENCH_THREADS, default 2): CPU results depend on it."""
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    """A fixed thread count: CPU results depend on it."""
+    torch.set_num_threads(thread_count())
     return torch.get_num_threads()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> dict:
+    """Vendor, model name and the kernel-relevant ISA flags of this CPU (first processor of
+    /proc/cpuinfo; the platform module's words where that file does not exist)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    return dict(cpu_vendor=fields.get("vendor_id") or platform.machine(),
+                cpu_model=fields.get("model name") or platform.processor() or platform.machine(),
+                cpu_isa=",".join(f for f in KERNEL_ISA if f in flags))
 
 
 def fingerprint(device: torch.device) -> dict:
     """What must match for a re-run to be expected bitwise-identical."""
+    from bench.lockfile import lock_sha256
+    cpu = cpu_info()
     fp = {
         "torch_version": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -42,6 +83,9 @@ def fingerprint(device: torch.device) -> dict:
         "device": device.type,
         "device_name": "cpu",
         "cuda_version": torch.version.cuda or "",
+        "numerics": numerics.effective() if device.type == "cpu" else "cuda-deterministic",
+        "lock_sha256": lock_sha256(),
+        **cpu,
     }
     if device.type == "cuda":
         fp["device_name"] = torch.cuda.get_device_name(device)
