@@ -14,4 +14,6 @@ register_method(MethodSpec(
     options=dict(p_emb=0.5, p_hid=0.5, p_out=0.5, p_rec=0.25),
     noise=lambda cfg: Noise(emb=cfg.p_emb, hid=cfg.p_hid, out=cfg.p_out, io_mask="element",
                             rec=cfg.p_rec, rec_mask="step"),
+    # `cpu` (200-300-unit models): forward rates scaled down with width as zaremba's `cpu`
+    protocols={"cpu": {"*": dict(p_emb=0.25, p_hid=0.25, p_out=0.25, p_rec=0.1)}},
 ))

@@ -4,24 +4,19 @@ h_t = z*h_{t-1} + (1-z)*h_new (same for c). The zoned-out h is what both the nex
 layer see. z is the probability of *keeping* the old value (the reference code's flags are update
 probabilities 1-z). Reference word-level recipe: z_c=0.5, z_h=0.05; forward dropout optional.
 """
-from bench.api import MethodSpec, Noise
-from bench.errors import UsageError
+from bench.api import MASK_MODES, MethodSpec, Noise
 from bench.plugins import register_method
-
-
-def _validate(cfg):
-    if cfg.io_mask not in ("element", "locked"):
-        raise UsageError(f"option io_mask={cfg.io_mask!r} must be 'element' or 'locked'")
-
 
 register_method(MethodSpec(
     name="zoneout",
     paper="Krueger et al. (2017), Zoneout: Regularizing RNNs by Randomly Preserving Hidden Activations, arXiv:1606.01305",
     options=dict(z_h=0.05, z_c=0.5, p_emb=0.0, p_hid=0.0, p_out=0.0, io_mask="element"),
+    choices=dict(io_mask=MASK_MODES),
     noise=lambda cfg: Noise(emb=cfg.p_emb, hid=cfg.p_hid, out=cfg.p_out, io_mask=cfg.io_mask,
                             zone_h=cfg.z_h, zone_c=cfg.z_c),
-    validate=_validate,
     # "zoneout + variational, medium" as quoted by later papers: zoneout on top of locked dropout
-    protocols={"paper": {"ptb": dict(p_emb=0.35, p_hid=0.35, p_out=0.35, io_mask="locked")}},
+    protocols={"paper": {"ptb": dict(p_emb=0.35, p_hid=0.35, p_out=0.35, io_mask="locked")},
+               # `cpu`: the reference word-level rates, which the paper uses at every model size
+               "cpu": {"*": dict(z_c=0.5, z_h=0.05)}},
     published={("paper", "ptb"): dict(test=80.6, source="zoneout + variational, medium (as quoted by later papers)")},
 ))

@@ -64,11 +64,13 @@ class Noise:
 
 class NoiseState:
     """One mutable holder shared by all noisy modules of a model: the trainer swaps `noise` (e.g.
-    curriculum's schedule), evaluation sets `mc=True` to keep noise on for MC dropout."""
+    curriculum's schedule), evaluation sets `mc=True` to keep noise on for MC dropout. `impl`: the
+    per-step LSTM implementation its layers run (bench/fastcell.py MODES), resolved once per run."""
 
-    def __init__(self, noise: Noise):
+    def __init__(self, noise: Noise, impl: str = "auto"):
         self.noise = noise
         self.mc = False
+        self.impl = impl
 
     def active(self, module: torch.nn.Module) -> bool:
         return module.training or self.mc
@@ -96,13 +98,30 @@ def single_pass(forward: Callable[[], ForwardOut], cfg) -> tuple[torch.Tensor, F
     return out.loss, out
 
 
-def check_probabilities(cfg, keys: Iterable[str]) -> None:
-    """Reject a drop/zoneout probability outside [0, 1), naming the option."""
-    from bench.errors import UsageError
-    for k in keys:
-        v = cfg[k]
-        if not isinstance(v, (int, float)) or math.isnan(v) or not (0.0 <= v < 1.0):
-            raise UsageError(f"option {k}={v!r} is not a probability in [0, 1); set e.g. {k}=0.5")
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric option: lo <= v (lo < v if lo_open) and v < hi (v <= hi if
+    not hi_open). NaN and infinities are never valid (hi defaults to +inf, open)."""
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = True
+
+    def __contains__(self, v) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return False
+        return (self.lo < v if self.lo_open else self.lo <= v) and (v < self.hi if self.hi_open else v <= self.hi)
+
+    def __str__(self) -> str:
+        if self.hi == math.inf:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+PROBABILITY = Range(0.0, 1.0)                 # drop/zoneout probabilities: [0, 1)
+NON_NEGATIVE = Range(0)                       # >= 0
+POSITIVE = Range(0, lo_open=True)             # > 0
+AT_LEAST_1 = Range(1)                         # counts and sizes
 
 
 @dataclass(frozen=True)
@@ -110,20 +129,35 @@ class MethodSpec:
     """A regularisation method: a typed bundle of hooks, registered under `name`.
 
     options:   the method's own hyperparameters with defaults. Names starting with `p_` or `z_`
-               are probabilities and are checked to lie in [0, 1) before training.
+               are probabilities in [0, 1) (PROBABILITY) unless `ranges` says otherwise.
+    choices:   option -> tuple of its valid values (every string option has one).
+    ranges:    option -> Range of its valid values (every int/float option has one).
+               Both are checked by config.resolve, before anything runs.
     recipe:    training-recipe defaults the method's paper prescribes (optimizer, lr, ...), applied
-               over the task defaults and under the protocol.
+               over the task defaults and under the protocol. Keys the task does not read (e.g.
+               `bptt` on a classifier) are dropped from the run's config.
     noise:     cfg -> Noise, where the noise goes given the resolved config.
     loss:      (forward, cfg) -> (loss, first ForwardOut); default one pass.
     schedule:  (step, base Noise, cfg) -> Noise for that optimizer step; default constant.
-    protocols: protocol name -> {task name or "*": config overrides}.
+    validate:  cfg -> None, raising UsageError for what the tables above cannot say.
+    protocols: protocol name -> {selector: config overrides}, the selector being a task name, a
+               task kind as "kind:<kind>" (Task.kind, e.g. "kind:lm") or "*" (any task). The
+               protocol is offered on a task that one of its selectors matches; overrides apply in
+               the order "*" < "kind:<kind>" < task name. Under "equal" a method may not override
+               a key that the task's own "equal" protocol sets (the task fixes the budget).
     published: (protocol, task) -> {"valid": .., "test": .., "source": ..}.
-    base_option: name of an option holding another method whose options this one inherits.
+    base_option: makes this method a wrapper: the name of its option holding the method it wraps
+               (its base), e.g. curriculum's `base`, fraternal's `fraternal_base`. The base's
+               options, recipe, protocols and validation apply under the wrapper's, to any depth
+               (curriculum over fraternal over awd); the wrapper's hooks call the base's. Each
+               wrapper needs its own option name; cycles are rejected.
     """
     name: str
     paper: str
     noise: Callable[[Any], Noise]
     options: dict = field(default_factory=dict)
+    choices: dict = field(default_factory=dict)
+    ranges: dict = field(default_factory=dict)
     recipe: dict = field(default_factory=dict)
     loss: Callable = single_pass
     schedule: Callable | None = None
@@ -138,27 +172,51 @@ class MethodSpec:
             caller = sys._getframe(2).f_globals.get("__name__", "?")
             object.__setattr__(self, "module", caller)
 
-    def check(self, cfg) -> None:
-        check_probabilities(cfg, [k for k in cfg if k.startswith(("p_", "z_"))])
-        if self.validate:
-            self.validate(cfg)
+    def rules(self) -> dict:
+        """option -> its choices (tuple) or Range, the p_/z_ probabilities included."""
+        probs = {k: PROBABILITY for k in self.options if k.startswith(("p_", "z_"))}
+        return {**probs, **self.ranges, **self.choices}
 
 
 class Task(abc.ABC):
-    """Base class of a task plugin. Subclasses set the class attributes and implement the hooks."""
+    """Base class of a task plugin. Subclasses set the class attributes and implement the hooks.
+
+    The keys a task reads are the global ones (bench.config.DEFAULTS, read by the trainer for every
+    task) and its `defaults`; no other key reaches its config. `choices` and `ranges` give the valid
+    values of its string and numeric keys (bench.config.CHOICES / RANGES those of the global ones).
+    """
     name: str = ""
     description: str = ""
+    kind: str = ""                   # "lm", "translation", "classification": method protocols can
+                                     # select tasks by kind ("kind:lm"), see MethodSpec.protocols
     metric: str = ""                 # leaderboard metric on test, e.g. "ppl", "bleu", "accuracy"
     higher_is_better: bool = False
     valid_metric: str = ""           # metric reported on valid
     select_on: str = "loss"          # model selection: "loss" (valid loss) or "metric" (valid_metric)
     defaults: dict = {}
-    protocols: dict = {}             # protocol name -> config overrides
+    choices: dict = {}               # key -> tuple of valid values
+    ranges: dict = {}                # key -> Range
+    protocols: dict = {}             # protocol name -> config overrides (only keys of the task)
     cpu_protocols: tuple = ("smoke",)  # protocols cheap enough to re-run in CI
+    unavailable_protocols: dict = {}   # protocol -> why this task does not define it (make list says so)
 
     @property
     def module(self) -> str:
         return type(self).__module__
+
+    def data_status(self, data_dir) -> str:
+        """"ok" when the task's data is present and verified in `data_dir`, else the reason; cheap
+        (no training). This default verifies the files of the registered dataset `self.dataset`."""
+        from bench.data import DATASETS, verify
+        from bench.errors import UsageError
+        dataset = getattr(self, "dataset", "")
+        if dataset not in DATASETS:
+            return f"not checked (task {self.name!r} names no registered dataset)"
+        try:
+            verify(data_dir, dataset)
+        except UsageError as exc:
+            return str(exc)
+        return "ok"
 
     @abc.abstractmethod
     def load(self, data_dir, cfg):
@@ -173,6 +231,10 @@ class Task(abc.ABC):
         """One epoch of training batches; `rng` is a seeded numpy Generator."""
 
     def init_state(self, data, cfg):
+        return None
+
+    def num_batches(self, data, cfg) -> int | None:
+        """Training batches per epoch (for progress bars), None when unknown."""
         return None
 
     @abc.abstractmethod

@@ -3,16 +3,21 @@
     global defaults < task defaults < method options < method recipe
         < task protocol < method protocol (for this task) < command-line overrides
 
-Every key a run may use exists in the first three layers; any other key is an error.
+A wrapper method (curriculum, fraternal) contributes its base chain, innermost first, in each of
+the method layers. The keys of a run are those its task reads (DEFAULTS and the task's `defaults`)
+and the options of its methods; a recipe or protocol key the task does not read is dropped, and an
+override of any other key is an error. Every string key has its choices and every numeric key its
+Range (here for the global keys, on the Task and the MethodSpec for theirs), all checked here.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 
+from bench.api import AT_LEAST_1, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
 from bench.errors import UsageError
 
-# Training-recipe keys shared by every task and method.
+# Training-recipe keys shared by every task and method: bench/train.py reads them for every task.
 DEFAULTS = dict(
     epochs=10,
     batch_size=20,
@@ -24,9 +29,12 @@ DEFAULTS = dict(
     wdecay=0.0,
     clip=5.0,               # gradient-norm clip; 0 disables
     nonmono=5,              # NT-ASGD's window (epochs)
-    mc_samples=0,           # >0: evaluate by averaging probabilities over this many noisy passes
     base_seed=20141,        # mixed with task, method and SEED into the run's seed
 )
+CHOICES = dict(optimizer=("sgd", "ntasgd", "adam"))
+RANGES = dict(epochs=AT_LEAST_1, batch_size=AT_LEAST_1, eval_batch_size=AT_LEAST_1, lr=POSITIVE,
+              lr_decay=POSITIVE, lr_decay_start=NON_NEGATIVE, wdecay=NON_NEGATIVE, clip=NON_NEGATIVE,
+              nonmono=AT_LEAST_1, base_seed=NON_NEGATIVE)
 
 
 class Config(dict):
@@ -67,55 +75,133 @@ def parse_overrides(items) -> dict[str, str]:
     return out
 
 
-def method_layers(method, overrides: dict):
-    """The method's options and recipe, with those of its base method (curriculum, fraternal)."""
+def method_chain(method, overrides: dict) -> list:
+    """The method and the bases it wraps, innermost first: curriculum over fraternal over awd is
+    [awd, fraternal, curriculum]. Each wrapper names its base by its own option (`base_option`),
+    from the overrides or the option's default."""
     from bench.plugins import get_method
-    options, recipe = {}, {}
-    if method.base_option:
-        base_name = overrides.get(method.base_option, method.options[method.base_option])
-        if base_name == method.name:
-            raise UsageError(f"option {method.base_option}={base_name!r}: a method cannot be its own base")
+    chain, options_seen = [method], {}
+    while chain[-1].base_option:
+        wrapper = chain[-1]
+        opt = wrapper.base_option
+        if opt in options_seen:
+            raise UsageError(f"methods {options_seen[opt]!r} and {wrapper.name!r} both name their base "
+                             f"with option {opt!r}, so they cannot be composed")
+        options_seen[opt] = wrapper.name
+        base_name = overrides.get(opt, wrapper.options[opt])
+        if base_name in (m.name for m in chain):
+            path = " -> ".join([m.name for m in chain] + [base_name])
+            raise UsageError(f"option {opt}={base_name!r}: a method cannot be its own base ({path})")
         try:
-            base = get_method(base_name)
+            chain.append(get_method(base_name))
         except UsageError as exc:
-            raise UsageError(f"option {method.base_option}: {exc}") from None
-        b_opts, b_recipe = method_layers(base, overrides)
-        options.update(b_opts)
-        recipe.update(b_recipe)
-    options.update(method.options)
-    recipe.update(method.recipe)
-    return options, recipe
+            raise UsageError(f"option {opt}: {exc}") from None
+    return chain[::-1]
 
 
-def protocols_for(task, method) -> list[str]:
+def selectors(task) -> tuple[str, ...]:
+    """The keys of a method protocol that apply to `task`, in the order they are applied."""
+    return ("*", f"kind:{task.kind}", task.name)
+
+
+# Equal-compute protocols: the task fixes the budget (model shape, epochs, batches, data); a method's
+# protocol entry may tune its own recipe there but not a key of the task's COMPUTE_KEYS, and offers
+# the protocol only on tasks that define it.
+EQUAL_COMPUTE = ("equal", "cpu")
+COMPUTE_KEYS = ("emb_size", "hidden_size", "layers", "tie_weights", "epochs", "batch_size", "bptt",
+                "train_tokens", "eval_tokens", "train_examples", "eval_examples", "train_phrases",
+                "beam_size", "min_freq")
+
+
+def protocols_for(task, method, overrides: dict | None = None) -> list[str]:
+    """The task's protocols and those its method chain offers for it."""
     names = set(task.protocols)
-    for proto, per_task in method.protocols.items():
-        if task.name in per_task or "*" in per_task:
-            names.add(proto)
+    for m in method_chain(method, overrides or {}):
+        for proto, per_task in m.protocols.items():
+            if proto not in EQUAL_COMPUTE and any(sel in per_task for sel in selectors(task)):
+                names.add(proto)
     return sorted(names)
+
+
+def task_keys(task) -> dict:
+    """Every key the task reads, with its default."""
+    return {**DEFAULTS, **task.defaults}
+
+
+def rules(task, chain) -> dict:
+    """key -> choices (tuple) or Range, for the task's keys and the options of a method chain."""
+    out = {**RANGES, **CHOICES, **task.ranges, **task.choices}
+    for m in chain:
+        out.update(m.rules())
+    return out
+
+
+def check_value(key: str, value, rule) -> None:
+    """UsageError when `value` breaks `rule`, naming the key, the value and what is valid."""
+    if isinstance(rule, Range):
+        if value not in rule:
+            if rule == PROBABILITY:
+                raise UsageError(f"option {key}={value!r} is not a probability in [0, 1); set e.g. {key}=0.5")
+            raise UsageError(f"option {key}={value!r} must be {rule}")
+    elif value not in rule:
+        raise UsageError(f"option {key}={value!r} is not one of: {', '.join(map(str, rule))}")
+
+
+def _readers(key: str) -> str:
+    """Which registered tasks and methods read `key`, for error messages."""
+    from bench import plugins
+    tasks = [t for t in plugins.list_tasks() if key in task_keys(plugins.get_task(t))]
+    methods = [m for m in plugins.list_methods() if key in plugins.get_method(m).options]
+    parts = ([f"task(s) {', '.join(tasks)}"] if tasks else []) + ([f"method(s) {', '.join(methods)}"] if methods else [])
+    return " and ".join(parts)
 
 
 def resolve(task, method, protocol: str, overrides: dict[str, str]) -> Config:
     """The full config of one run, or a UsageError naming what is wrong."""
     from bench.errors import choose
-    choose("protocol", protocol, protocols_for(task, method), f"for task {task.name!r} and method {method.name!r}")
-    options, recipe = method_layers(method, overrides)
-    cfg = {**DEFAULTS, **task.defaults, **options, **recipe}
-    cfg.update(task.protocols.get(protocol, {}))
-    per_task = method.protocols.get(protocol, {})
-    cfg.update(per_task.get("*", {}))
-    cfg.update(per_task.get(task.name, {}))
-    unknown = sorted(set(overrides) - set(cfg))
+    chain = method_chain(method, overrides)
+    why = getattr(task, "unavailable_protocols", {}).get(protocol)
+    if why:
+        raise UsageError(f"protocol {protocol!r} is not defined for task {task.name!r}: {why}")
+    choose("protocol", protocol, protocols_for(task, method, overrides),
+           f"for task {task.name!r} and method {method.name!r}")
+    keys = task_keys(task)
+    cfg = dict(keys)
+    for m in chain:
+        cfg.update(m.options)
+    for m in chain:
+        cfg.update(m.recipe)
+    fixed = task.protocols.get(protocol, {})
+    cfg.update(fixed)
+    for m in chain:
+        per_task = m.protocols.get(protocol, {})
+        for sel in selectors(task):
+            layer = per_task.get(sel, {})
+            clash = sorted(set(layer) & set(fixed) & set(COMPUTE_KEYS)) if protocol in EQUAL_COMPUTE else []
+            if clash:
+                raise UsageError(f"method {m.name!r} sets {', '.join(clash)} under {protocol!r} for {sel!r}, "
+                                 f"but task {task.name!r}'s {protocol!r} protocol fixes them for every method")
+            cfg.update(layer)
+    allowed = set(keys).union(*(m.options for m in chain))
+    cfg = {k: v for k, v in cfg.items() if k in allowed}          # e.g. awd's bptt on a classifier
+    unknown = sorted(set(overrides) - allowed)
+    used_elsewhere = [k for k in unknown if _readers(k)]
+    if used_elsewhere:
+        k = used_elsewhere[0]
+        raise UsageError(f"task {task.name!r} with method {method.name!r} does not use option {k} (read by "
+                         f"{_readers(k)}); remove it. Valid options here: {', '.join(sorted(cfg))}")
     if unknown:
         raise UsageError(f"unknown option(s) {', '.join(unknown)} for task {task.name!r} and method "
                          f"{method.name!r}; valid options: {', '.join(sorted(cfg))}")
     for key, text in overrides.items():
         cfg[key] = parse_value(key, text, cfg[key])
-    for key in ("epochs", "batch_size", "eval_batch_size", "nonmono"):
-        if cfg[key] < 1:
-            raise UsageError(f"option {key}={cfg[key]} must be at least 1")
+    for key, rule in rules(task, chain).items():
+        if key in cfg:
+            check_value(key, cfg[key], rule)
     cfg = Config(sorted(cfg.items()))
-    method.check(cfg)
+    for m in chain:
+        if m.validate:
+            m.validate(cfg)
     return cfg
 
 

@@ -4,7 +4,8 @@ Vocabulary from train (first-occurrence order), one `<eos>` per line, the token 
 into B columns, truncated BPTT with the hidden state carried across chunks, perplexity on valid and
 test. Recipe keys: `loss_reduction="sum_time"` is Zaremba's loss (summed over the T steps of a chunk,
 averaged over the batch) that lr 1.0 and clip 5 refer to; `var_bptt` is AWD's variable BPTT (with
-lr scaled by seq_len/bptt); `ar`/`tar` are AWD's activation regularisers.
+lr scaled by seq_len/bptt); `ar`/`tar` are AWD's activation regularisers; `mc_samples` > 0 evaluates
+by MC dropout (an LM-only key: the other tasks evaluate with one noise-free pass).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench.api import Batch, ForwardOut, NoiseState, Task
+from bench.api import AT_LEAST_1, NON_NEGATIVE, Batch, ForwardOut, NoiseState, Task
 from bench.data import DataFile, DatasetSpec, fetch_archive, read_text, register_dataset
 from bench.plugins import register_task
 from bench.rnn import LSTMStack, embedding_dropout
@@ -113,6 +114,7 @@ class LMModel(nn.Module):
 
 
 class LanguageModelling(Task):
+    kind = "lm"
     metric = "ppl"
     valid_metric = "ppl"
     higher_is_better = False
@@ -122,17 +124,28 @@ class LanguageModelling(Task):
         epochs=39, batch_size=20, eval_batch_size=10, bptt=35, var_bptt=False,
         loss_reduction="sum_time", lr=1.0, lr_decay=1.2, lr_decay_start=6, clip=5.0,
         ar=0.0, tar=0.0, train_tokens=0, eval_tokens=0,
+        mc_samples=0,       # >0: evaluate by averaging probabilities over this many noisy passes
     )
+    choices = dict(loss_reduction=("mean", "sum_time"))
+    ranges = dict(emb_size=AT_LEAST_1, hidden_size=AT_LEAST_1, layers=AT_LEAST_1, init_range=NON_NEGATIVE,
+                  bptt=AT_LEAST_1, ar=NON_NEGATIVE, tar=NON_NEGATIVE, train_tokens=NON_NEGATIVE,
+                  eval_tokens=NON_NEGATIVE, mc_samples=NON_NEGATIVE)
     protocols = {
         # seconds on a CPU: a tiny model on prefixes of the data (the vocabulary is still the full one)
         "smoke": dict(emb_size=24, hidden_size=24, layers=2, epochs=2, batch_size=8, eval_batch_size=8,
                       bptt=12, train_tokens=4800, eval_tokens=1200, lr_decay_start=1),
-        # equal compute for all methods: the medium model, same epochs; each method keeps its recipe
-        "equal": dict(emb_size=650, hidden_size=650, layers=2, epochs=39, batch_size=20, bptt=35),
+        # equal compute for all methods: the medium model (untied: the same parameter count for every
+        # method, AWD's tied 400-wide embedding included), same epochs; each method keeps its recipe
+        "equal": dict(emb_size=650, hidden_size=650, layers=2, tie_weights=False, epochs=39, batch_size=20,
+                      bptt=35),
     }
 
-    def __init__(self, name: str, dataset: str, files: tuple[str, str, str], description: str):
+    def __init__(self, name: str, dataset: str, files: tuple[str, str, str], description: str,
+                 protocols: dict | None = None, unavailable: dict | None = None):
+        """`protocols`: extra protocols of this corpus; `unavailable`: protocol -> why it has none."""
         self.name, self.dataset, self.files, self.description = name, dataset, files, description
+        self.protocols = {**type(self).protocols, **(protocols or {})}
+        self.unavailable_protocols = dict(unavailable or {})
 
     def load(self, data_dir, cfg):
         corpus = load_corpus(str(data_dir), self.dataset, self.files)
@@ -158,14 +171,17 @@ class LanguageModelling(Task):
             yield Batch((x, y), n_tokens=y.numel(), lr_scale=scale)
             i += seq_len
 
+    def num_batches(self, data, cfg):
+        return math.ceil((data["train"].numel() // cfg.batch_size - 1) / cfg.bptt)
+
     def forward(self, model, batch, state, cfg):
         device = model.decoder.weight.device
         x, y = (t.to(device) for t in batch.data)
         logits, state, raw, dropped = model(x, state)
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+        loss = ce = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
         if cfg.loss_reduction == "sum_time":       # summed over time, averaged over the batch
             loss = loss * x.shape[0]
-        return ForwardOut(logits, loss, state, dict(raw=raw, dropped=dropped))
+        return ForwardOut(logits, loss, state, dict(raw=raw, dropped=dropped, nll=ce))
 
     def penalty(self, out, cfg):
         """AR on the dropped last-layer output, TAR on the raw one (AWD)."""
@@ -206,9 +222,22 @@ class LanguageModelling(Task):
         return {"loss": loss, "ppl": math.exp(loss) if loss < 700 else math.inf}
 
 
+# `cpu`: real, converged PTB runs that fit this project's 2-core machines (<= 45 min a run with 2
+# threads; fraternal's two passes <= 90). The model is Zaremba et al.'s *small* one (2x200, BPTT 35
+# here as in every dropout paper, batch 20, 13 epochs, init U(-0.1, 0.1)), whose unregularised test
+# perplexity, 114.5, is the floor a regularised run must beat; full data, full valid/test. Its schedule
+# is the medium recipe compressed to 13 epochs: lr 1 for 6 epochs, then divided by 1.6 each epoch.
+# At this size the unregularised model overfits (its valid ppl turns upward), so regularisation
+# matters. Methods keep their own recipes (AWD's NT-ASGD) and use rates for a 200-unit model (their
+# `cpu` entries in baselines/).
+PTB_CPU = dict(emb_size=200, hidden_size=200, layers=2, tie_weights=False, epochs=13, batch_size=20,
+               bptt=35, train_tokens=0, eval_tokens=0, init_range=0.1, lr_decay=1.6, lr_decay_start=6)
+
 register_task(LanguageModelling(
     "ptb", "ptb", ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"),
-    "Penn Treebank word LM (Mikolov split), perplexity"))
+    "Penn Treebank word LM (Mikolov split), perplexity", protocols={"cpu": PTB_CPU}))
 register_task(LanguageModelling(
     "wikitext-2", "wikitext-2", ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"),
-    "WikiText-2 word LM (tokenized v1), perplexity"))
+    "WikiText-2 word LM (tokenized v1), perplexity",
+    unavailable={"cpu": "GPU-only: 2.2x PTB's tokens and a 33k vocabulary (3.3x the softmax) make one "
+                        "run about 7x a PTB `cpu` run, far past its 45-minute budget on 2 cores"}))

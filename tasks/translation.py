@@ -36,9 +36,9 @@ Model selection on valid perplexity (no decoding on valid); BLEU on test with be
 (`beam_size`, 1 = greedy), hypotheses of at most max_len_a * source words + max_len_b tokens, the
 best finished one by log-probability / length ** len_penalty. `train_examples` / `eval_examples`
 (smoke) keep that many evenly spaced training pairs / valid and test sentences (0 = all).
-`mc_samples` is LM-only: evaluation here is always one noise-free pass (the method's test-time rule,
-e.g. zoneout's expectation).
-LM-only keys of method recipes (bptt, var_bptt, ar, tar, tie_weights, loss_reduction) are ignored.
+Evaluation is always one noise-free pass (the method's test-time rule, e.g. zoneout's expectation;
+`mc_samples` is an LM key, not accepted here). LM-only keys of method recipes (bptt, var_bptt, ar,
+tar, tie_weights, loss_reduction) are not read, so not in the config.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sacrebleu.metrics import BLEU
 
-from bench.api import Batch, ForwardOut, Task
+from bench.api import AT_LEAST_1, NON_NEGATIVE, Batch, ForwardOut, Task
 from bench.data import DataFile, DatasetSpec, fetch_files, read_text, register_dataset
 from bench.errors import UsageError
 from bench.plugins import register_task
@@ -264,6 +264,7 @@ def beam_search(model, src, src_len, max_lens: list[int], beam: int, alpha: floa
 # --- task -----------------------------------------------------------------------------------
 
 class Translation(Task):
+    kind = "translation"
     metric = "bleu"
     higher_is_better = True
     valid_metric = "ppl"
@@ -275,6 +276,10 @@ class Translation(Task):
         epochs=15, batch_size=64, eval_batch_size=100, train_examples=0, eval_examples=0,
         beam_size=5, len_penalty=1.0, max_len_a=1.5, max_len_b=10,
     )
+    choices = dict(attention=("general", "dot"))
+    ranges = dict(emb_size=AT_LEAST_1, hidden_size=AT_LEAST_1, layers=AT_LEAST_1, init_range=NON_NEGATIVE,
+                  min_freq=AT_LEAST_1, train_examples=NON_NEGATIVE, eval_examples=NON_NEGATIVE,
+                  beam_size=AT_LEAST_1, len_penalty=NON_NEGATIVE, max_len_a=NON_NEGATIVE, max_len_b=AT_LEAST_1)
     protocols = {
         # seconds on a CPU: a tiny model, 600 training pairs, 40 valid/test sentences, beam 2
         "smoke": dict(emb_size=16, hidden_size=16, layers=2, epochs=2, batch_size=32, eval_batch_size=40,
@@ -284,6 +289,11 @@ class Translation(Task):
         # its optimizer; awd/fraternal use Adam here, see baselines/awd.py)
         "equal": dict(emb_size=256, hidden_size=512, layers=2, epochs=15, batch_size=64,
                       eval_batch_size=100, lr_decay=2.0, lr_decay_start=10, init_range=0.1, beam_size=5),
+        # `cpu`: <= 20 min a run on 2 cores: a 2x256 attentional model, 10 epochs (lr halved after
+        # epoch 7), full data, beam 5 on the full test set
+        "cpu": dict(emb_size=256, hidden_size=256, layers=2, epochs=10, batch_size=64, eval_batch_size=100,
+                    lr_decay=2.0, lr_decay_start=7, init_range=0.1, beam_size=5, train_examples=0,
+                    eval_examples=0),
     }
 
     def __init__(self, name: str, dataset: str, files: dict, description: str, bpe: bool = False,
@@ -298,11 +308,6 @@ class Translation(Task):
                 for split, names in self.files.items()}
 
     def load(self, data_dir, cfg):
-        if cfg.attention not in ("dot", "general"):
-            raise UsageError(f"option attention={cfg.attention!r} must be 'dot' or 'general'")
-        if cfg.beam_size < 1 or cfg.max_len_a < 0 or cfg.max_len_b < 1:
-            raise UsageError("options beam_size and max_len_b must be >= 1 and max_len_a >= 0 "
-                             f"(got {cfg.beam_size}, {cfg.max_len_b}, {cfg.max_len_a})")
         texts = _read_cached(self, str(data_dir))
         src, tgt = (subset([l.split() for l in side], cfg.train_examples) for side in texts["train"][:2])
         sv, tv = Vocab(src, cfg.min_freq), Vocab(tgt, cfg.min_freq)
@@ -322,6 +327,9 @@ class Translation(Task):
         t_in, _ = pad_batch([[BOS] + t for t in tgt])
         t_out, _ = pad_batch([t + [EOS] for t in tgt])
         return Batch((s, s_len, t_in, t_out), n_tokens=int((t_out != PAD).sum()))
+
+    def num_batches(self, data, cfg):
+        return -(-len(data["train"][0]) // cfg.batch_size)
 
     def train_batches(self, data, cfg, epoch, rng):
         src, tgt = data["train"]
@@ -390,11 +398,33 @@ IWSLT_COUNTS = dict(train=160239, valid=7283, test=6750)   # fairseq's preparati
 
 class IWSLTTranslation(Translation):
     """Reads <data_dir>/iwslt14-de-en/{train,valid,test}.{de,en} (plain or .gz) as prepared by
-    tasks/_iwslt.py or fairseq's examples/translation/prepare-iwslt14.sh."""
+    tasks/_iwslt.py or fairseq's examples/translation/prepare-iwslt14.sh. The pair counts must be
+    `counts` (default fairseq's, IWSLT_COUNTS; a test passes those of its miniature release)."""
+    protocols = {k: v for k, v in Translation.protocols.items() if k != "cpu"}
+    unavailable_protocols = {"cpu": "GPU-only: 160k training pairs, 5.5x Multi30k, would take about 2 hours "
+                                    "a run on 2 cores against the 20-minute `cpu` budget"}
+
+    def __init__(self, *args, counts: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.counts = IWSLT_COUNTS if counts is None else counts
+
+    def locate(self, data_dir: Path) -> tuple[Path, dict]:
+        """The folder and name -> path of each prepared file (None when absent)."""
+        folder = Path(data_dir) / self.dataset
+        return folder, {n: next((p for p in (folder / n, folder / (n + ".gz")) if p.exists()), None)
+                        for n in IWSLT_FILES}
+
+    def data_status(self, data_dir) -> str:
+        """Presence of the six prepared files (their content is checked when a run reads them)."""
+        folder, found = self.locate(data_dir)
+        missing = [n for n, p in found.items() if p is None]
+        if missing:
+            return (f"missing {', '.join(missing)} in {folder}; `python -m tasks._iwslt DATA_DIR` "
+                    f"prepares them (not in the mirror)")
+        return "ok"
 
     def read(self, data_dir: Path) -> dict:
-        folder = Path(data_dir) / self.dataset
-        found = {n: next((p for p in (folder / n, folder / (n + ".gz")) if p.exists()), None) for n in IWSLT_FILES}
+        folder, found = self.locate(data_dir)
         missing = [n for n, p in found.items() if p is None]
         if missing:
             raise UsageError(
@@ -414,12 +444,24 @@ class IWSLTTranslation(Translation):
             if len(de) != len(en):
                 raise UsageError(f"{folder}/{split}.de has {len(de)} lines but {split}.en has {len(en)}")
             out[split] = (de, en, [remove_bpe(l.split()) for l in en])
+        counts = {split: len(v[0]) for split, v in out.items()}
+        if counts != self.counts:
+            raise UsageError(f"{folder} holds {counts} sentence pairs, fairseq's preparation of IWSLT'14 gives "
+                             f"{self.counts}: the files are from another preparation or truncated; re-create "
+                             f"them with `python -m tasks._iwslt {Path(data_dir).resolve()}`")
         return out
 
 
 def check_manifest(folder: Path, text: dict[str, str]) -> None:
     """Verify the files listed in folder/MANIFEST.sha256 (sha256sum format, digests of the
-    uncompressed content); no manifest, no check."""
+    uncompressed content); no manifest, no check.
+
+    The manifest is written by tasks/_iwslt.py from its own output, so it is no evidence that the
+    preparation is right: it detects changes *after* preparation (an accidental edit, a truncated or
+    partial copy, files of two preparations mixed), not a faulty preparation (whose manifest matches
+    its faulty files), nor an edit made together with the manifest. What the files should be is
+    checked by the pair counts (IWSLT_COUNTS, in read() and in the preparation) and by
+    tests/test_iwslt.py, which runs the preparation on a miniature release."""
     manifest = folder / "MANIFEST.sha256"
     if not manifest.exists():
         return
@@ -430,8 +472,8 @@ def check_manifest(folder: Path, text: dict[str, str]) -> None:
         name = name.lstrip("*").strip().removesuffix(".gz")
         content = text.get(name)
         if content is None or hashlib.sha256(content.encode("utf-8")).hexdigest() != digest:
-            raise UsageError(f"{folder}/{name} does not match its sha256 in {manifest}; re-create the "
-                             f"files (python -m tasks._iwslt) or delete the manifest")
+            raise UsageError(f"{folder}/{name} does not match its sha256 in {manifest}: it changed after "
+                             f"preparation; re-create the files (python -m tasks._iwslt) or delete the manifest")
 
 
 register_task(Translation(

@@ -28,7 +28,7 @@ def test_awd_recipe_and_fraternal_inherits_it():
     wt2 = resolve(task="wikitext-2", method="awd", protocol="paper")
     assert (wt2.p_emb, wt2.p_hid, wt2.batch_size, wt2.epochs) == (0.65, 0.2, 80, 750)
     fr = resolve(method="fraternal", protocol="paper")
-    assert (fr.ar, fr.tar, fr.nonmono, fr.kappa, fr.base, fr.p_weight) == (0.0, 0.0, 60, 0.1, "awd", 0.5)
+    assert (fr.ar, fr.tar, fr.nonmono, fr.kappa, fr.fraternal_base, fr.p_weight) == (0.0, 0.0, 60, 0.1, "awd", 0.5)
     cur = resolve(method="curriculum", base="gal")
     assert cur.p_rec == 0.2 and cur.base == "gal" and cur.gamma == 0.001
 
@@ -43,7 +43,7 @@ def test_bad_types_and_values():
         resolve(epochs="three")
     with pytest.raises(UsageError, match="option tie_weights='maybe': expected bool"):
         resolve(tie_weights="maybe")
-    with pytest.raises(UsageError, match="epochs=0 must be at least 1"):
+    with pytest.raises(UsageError, match="epochs=0 must be >= 1"):
         resolve(epochs=0)
 
 
@@ -59,7 +59,7 @@ def test_probabilities_outside_unit_interval_are_rejected(method, key, value):
 @pytest.mark.parametrize("method,overrides,message", [
     ("fraternal", dict(kappa=-0.1), "option kappa=-0.1 must be >= 0"),
     ("curriculum", dict(base="nope"), "option base: unknown method 'nope'; choose one of: .*zaremba"),
-    ("fraternal", dict(base="nope"), "option base: unknown method"),
+    ("fraternal", dict(fraternal_base="nope"), "option fraternal_base: unknown method"),
     ("curriculum", dict(base="curriculum"), "cannot be its own base"),
     ("curriculum", dict(gamma=-1), "option gamma=-1.0 must be >= 0"),
     ("gal", dict(gates="both"), "gates='both'"),
@@ -71,7 +71,7 @@ def test_method_specific_validation(method, overrides, message):
 
 
 def test_unknown_protocol_lists_choices():
-    with pytest.raises(UsageError, match=r"unknown protocol 'papr' for task 'ptb' and method 'zaremba'; choose one of: equal, paper, paper-large, smoke"):
+    with pytest.raises(UsageError, match=r"unknown protocol 'papr' for task 'ptb' and method 'zaremba'; choose one of: cpu, equal, paper, paper-large, smoke"):
         resolve(protocol="papr")
     with pytest.raises(UsageError, match="unknown protocol"):
         resolve(method="naive", protocol="paper")      # naive has no published recipe

@@ -68,8 +68,22 @@ def test_plain_and_recompressed_files_are_accepted(tmp_path):
 
 
 def test_data_dir_resolution(monkeypatch, tmp_path):
-    monkeypatch.setenv("BENCH_DATA", str(tmp_path))
-    assert data.default_data_dir() == tmp_path
+    """$BENCH_DATA first, else the mirror ../shared/data beside the checkout (when it has its
+    MANIFEST.tsv), else ./data in the checkout."""
+    checkout = tmp_path / "work" / "checkout"
+    checkout.mkdir(parents=True)
+    mirror = tmp_path / "work" / "shared" / "data"
+    monkeypatch.setattr(data, "REPO", checkout)
+    monkeypatch.delenv("BENCH_DATA", raising=False)
+    assert data.default_data_dir() == checkout / "data"                    # no mirror
+    mirror.mkdir(parents=True)
+    assert data.default_data_dir() == checkout / "data"                    # a mirror without its manifest
+    (mirror / "MANIFEST.tsv").write_text("dataset\tfile\tbytes\tsha256\tsource\n")
+    assert data.default_data_dir() == mirror
+    monkeypatch.setenv("BENCH_DATA", str(tmp_path / "elsewhere"))
+    assert data.default_data_dir() == tmp_path / "elsewhere"               # the environment wins
+    monkeypatch.setenv("BENCH_DATA", "")
+    assert data.default_data_dir() == mirror                               # empty means unset
 
 
 def test_every_dataset_has_download_code_or_instructions():

@@ -13,27 +13,21 @@ def test_derived_seed_mixes_every_part():
     assert s not in others and len(others) == 4
 
 
-def _run(task, method, seed, **overrides):
+def _run(tiny_lm, method, seed, **overrides):
+    task, root = tiny_lm
     t, m, cfg, data = runner.prepare(task.name, method, "smoke", {k: str(v) for k, v in overrides.items()},
-                                     data_dir=task_root[0])
+                                     data_dir=root)
     return runner.execute(t, m, cfg, data, seed, torch.device("cpu"), progress=False)
 
 
-task_root = [None]
-
-
 def test_same_seed_identical_different_seed_differs(tiny_lm):
-    task, root = tiny_lm
-    task_root[0] = root
     for method in ("zaremba", "gal"):
-        a, b, c = _run(task, method, 0), _run(task, method, 0), _run(task, method, 1)
+        a, b, c = _run(tiny_lm, method, 0), _run(tiny_lm, method, 0), _run(tiny_lm, method, 1)
         assert a["valid"] == b["valid"] and a["test"] == b["test"]          # bitwise
         assert a["test"] != c["test"]
         assert math.isfinite(a["test"])
 
 
 def test_nan_loss_is_recorded_as_diverged(tiny_lm):
-    task, root = tiny_lm
-    task_root[0] = root
-    res = _run(task, "zaremba", 0, lr=1e30, clip=0.0)
+    res = _run(tiny_lm, "zaremba", 0, lr=1e30, clip=0.0)
     assert res["status"] == "diverged" and math.isnan(res["test"])

@@ -260,14 +260,15 @@ def test_nothing_is_dropped_at_test_time(method):
     noisy = model(tokens)[0]
     model.noise.noise = Noise()
     assert torch.equal(noisy, model(tokens)[0])
-    assert model.rnn.paths == "fused"
+    assert model.rnn.last_paths == "fused"
 
 
 # --- awd ---------------------------------------------------------------------------------------
 
 def test_awd_dropconnect_full_matrix_shared_by_batch_and_time_with_grad_to_raw_weight():
-    noise, _ = noise_of("awd")
-    noise = Noise(weight=0.5)
+    awd, _ = noise_of("awd")
+    noise = Noise(weight=awd.weight)                       # awd's DropConnect alone
+    assert noise.weight == 0.5
     torch.manual_seed(1)
     layer = LSTMLayer(IN, H)
     x, state = torch.randn(T, B, IN), (torch.zeros(B, H), torch.zeros(B, H))
@@ -361,23 +362,62 @@ def test_fraternal_loss_formula_for_fixed_outputs():
     assert first.state == "state-1"                                  # only the first pass's state
 
 
-def test_fraternal_passes_share_the_initial_state_with_independent_masks():
-    method = plugins.get_method("fraternal")
+def _fraternal_setup():
     noise, cfg = noise_of("fraternal")
-    task = plugins.get_task("ptb")
     torch.manual_seed(0)
-    model = LMModel(50, cfg, NoiseState(noise)).train()
-    state = model.rnn.init_state(B)
-    seen = []
+    model = LMModel(50, cfg, NoiseState(noise))
     from bench.api import Batch
     batch = Batch((torch.randint(0, 50, (T, B)), torch.randint(0, 50, (T, B))), T * B)
+    state = model.rnn.init_state(B)
+    state = [tuple(torch.randn_like(t) for t in layer) for layer in state]   # a carried, non-zero state
+    return plugins.get_method("fraternal"), plugins.get_task("ptb"), model, batch, state, cfg
+
+
+def _flat(state):
+    return torch.cat([t.flatten() for layer in state for t in layer])
+
+
+def test_fraternal_training_passes_differ_from_the_same_state():
+    method, task, model, batch, state, cfg = _fraternal_setup()
+    before = _flat(state).clone()
+    outs = []
 
     def forward():
-        seen.append(state)
-        return task.forward(model, batch, state, cfg)
-    loss, out = method.loss(forward, cfg)
-    assert len(seen) == 2 and seen[0] is seen[1]
-    assert loss > out.loss / 2                                        # the consistency term is > 0
+        outs.append(task.forward(model, batch, state, cfg))
+        return outs[-1]
+    model.train()
+    torch.manual_seed(3)
+    loss, first = method.loss(forward, cfg)
+    assert len(outs) == 2 and first is outs[0]                      # two passes, the first one's state carried
+    assert torch.equal(_flat(state), before)                        # the first pass left the shared state intact
+    assert not torch.allclose(outs[0].logits, outs[1].logits)        # independently drawn masks
+    torch.manual_seed(3)                                            # the same masks, without the consistency term
+    plain, _ = method.loss(forward, config.Config(cfg, kappa=0.0))
+    assert torch.equal(outs[2].logits, outs[0].logits) and torch.equal(outs[3].logits, outs[1].logits)
+    consistency = loss - plain
+    assert consistency > 0
+    expected = cfg.kappa * ((outs[0].logits - outs[1].logits) ** 2).mean()
+    assert torch.allclose(consistency, expected, rtol=0, atol=2e-6)  # float32 losses near 4: 1e-6 rounding
+    # both passes are trained: the consistency term has a gradient through the second pass too
+    grad_two, = torch.autograd.grad(consistency, outs[1].logits, retain_graph=True)
+    assert grad_two.abs().sum() > 0
+
+
+def test_fraternal_eval_is_one_noise_free_pass():
+    method, task, model, batch, state, cfg = _fraternal_setup()
+    model.eval()
+    a, b = task.forward(model, batch, state, cfg), task.forward(model, batch, state, cfg)
+    assert torch.equal(a.logits, b.logits)                          # no noise at eval
+    loss, _ = method.loss(lambda: task.forward(model, batch, state, cfg), cfg)
+    assert torch.equal(loss, a.loss)                                # so the consistency term vanishes
+    model.noise.noise = Noise()
+    assert torch.equal(task.forward(model, batch, state, cfg).logits, a.logits)
+    calls = []
+    orig = model.forward
+    model.forward = lambda *args, **kw: calls.append(1) or orig(*args, **kw)
+    data = dict(vocab=50, valid=torch.randint(0, 50, (2 * cfg.bptt * cfg.eval_batch_size + 1,)))
+    task.evaluate(model, data, "valid", cfg)
+    assert len(calls) == 2                                          # one pass per chunk (2 chunks)
 
 
 # --- curriculum ---------------------------------------------------------------------------------
@@ -401,9 +441,10 @@ def test_curriculum_schedule_values():
 def test_curriculum_records_base_and_gamma(tiny_lm, tmp_path):
     import json
     from bench import runner
-    row, _ = runner.run(tiny_lm[0].name, "curriculum", "smoke", device="cpu", registry=tmp_path / "r",
-                        runs_dir=tmp_path / "runs", data_dir=tiny_lm[1], overrides={"base": "gal", "gamma": "0.05"},
-                        progress=False)
+    outcome = runner.run(tiny_lm[0].name, "curriculum", "smoke", device="cpu", registry=tmp_path / "r",
+                         runs_dir=tmp_path / "runs", data_dir=tiny_lm[1], overrides={"base": "gal", "gamma": "0.05"},
+                         progress=False)
+    row = outcome.row
     cfg = json.loads(row["config_json"])
     assert cfg["base"] == "gal" and cfg["gamma"] == 0.05 and cfg["p_rec"] == 0.2
 

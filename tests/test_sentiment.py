@@ -1,6 +1,7 @@
 """The SST tasks: tree parsing, SST-2 derivation, batching, all methods end to end."""
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -159,12 +160,43 @@ def test_padding_does_not_change_a_sentence(toy_sst, pool):
     assert torch.allclose(alone[0], both[0], atol=1e-6)
 
 
+def majority_rate(examples) -> float:
+    """Accuracy (percent) of always predicting the commonest label."""
+    return 100.0 * max(Counter(y for _, y in examples).values()) / len(examples)
+
+
+class Constant(torch.nn.Module):
+    """A classifier that scores every sentence with the same logits."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.out = torch.nn.Linear(1, 1)               # forward() reads the device from model.out
+        self.logits = torch.tensor(logits)
+
+    def forward(self, x, lengths):
+        return self.logits.expand(x.shape[1], -1)
+
+
+def test_evaluate_gives_exact_accuracy_and_loss_for_a_known_model(toy_sst):
+    task, root = toy_sst
+    cfg = resolve(task)
+    data = task.load(root, cfg)
+    labels = [y for _, y in data["valid"]]
+    for cls in (0, 1):
+        res = task.evaluate(Constant([0.0, 1.0] if cls else [1.0, 0.0]), data, "valid", cfg)
+        assert math.isclose(res["accuracy"], 100.0 * labels.count(cls) / len(labels))
+        right, wrong = -math.log(math.e / (1 + math.e)), -math.log(1 / (1 + math.e))   # cross-entropy per sentence
+        expected = (right * labels.count(cls) + wrong * labels.count(1 - cls)) / len(labels)
+        assert math.isclose(res["loss"], expected, rel_tol=1e-6)
+
+
 def test_a_small_model_learns_the_toy_task(toy_sst):
     task, root = toy_sst
     _, method, cfg, data = runner.prepare(task.name, "zaremba", "smoke",
                                           dict(epochs="6", lr="0.01", hidden_size="32"), root)
     result = runner.execute(task, method, cfg, data, 0, torch.device("cpu"), progress=False)
-    assert result["valid"] > 80 and result["test"] > 80, result
+    assert result["valid"] > max(80, majority_rate(data["valid"]) + 20), result
+    assert result["test"] > max(80, majority_rate(data["test"]) + 20), result
 
 
 # --- end to end -----------------------------------------------------------------------------
@@ -172,10 +204,12 @@ def test_a_small_model_learns_the_toy_task(toy_sst):
 @pytest.mark.parametrize("method", plugins.list_methods())
 def test_every_method_runs_smoke_and_is_deterministic(method, smoke_task, tmp_path):
     name, data_dir = smoke_task
-    row, path = runner.run(name, method, "smoke", seed=0, device="cpu", registry=tmp_path / "registry",
-                           runs_dir=tmp_path / "runs", data_dir=data_dir, progress=False)
+    outcome = runner.run(name, method, "smoke", seed=0, device="cpu", registry=tmp_path / "registry",
+                         runs_dir=tmp_path / "runs", data_dir=data_dir, progress=False)
+    row, path = outcome.row, outcome.path
     assert path.exists() and row["status"] == "ok" and row["metric"] == "accuracy"
-    assert 0.0 <= row["test"] <= 100.0 and 0.0 <= row["valid"] <= 100.0
     task, meth, cfg, data = runner.prepare(name, method, "smoke", {}, data_dir)
+    # the selected model beats always answering the commonest class of valid
+    assert row["valid"] > majority_rate(data["valid"]), (row["valid"], majority_rate(data["valid"]))
     again = runner.execute(task, meth, cfg, data, 0, torch.device("cpu"), progress=False)
     assert (again["valid"], again["test"]) == (row["valid"], row["test"])

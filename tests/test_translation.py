@@ -15,8 +15,8 @@ from bench.api import Noise, NoiseState
 from bench.errors import UsageError
 from conftest import MIRROR, needs_mirror, write_dataset
 from tasks._text import EOS, pad_batch
-from tasks.translation import (IWSLT_FILES, Translation, beam_search, corpus_bleu, detokenize, greedy,
-                               remove_bpe)
+from tasks.translation import (IWSLT_FILES, IWSLTTranslation, Translation, beam_search, corpus_bleu,
+                               detokenize, greedy, remove_bpe)
 
 SRC_WORDS = [f"a{i}" for i in range(24)]
 
@@ -135,8 +135,7 @@ def test_noise_reaches_encoder_and_decoder(toy_mt):
     model.noise.noise = Noise(rec=0.3, out=0.3)
     a, b = (task.forward(model, batch, None, cfg).logits for _ in range(2))
     assert not torch.equal(a, b)
-    enc, dec = model.rnn_paths.split()                                 # both stacks run per step
-    assert enc.startswith("enc:") and dec.startswith("dec:") and "fused" not in model.rnn_paths
+    assert model.encoder.last_paths == model.decoder.last_paths == "fast"   # both stacks run per step
     model.eval()
     a, b = (task.forward(model, batch, None, cfg).logits for _ in range(2))
     assert torch.equal(a, b) and a.shape[0] == batch.n_tokens         # one row per real target token
@@ -183,13 +182,15 @@ def test_tiny_model_overfits_to_near_perfect_bleu(tmp_path):
 @pytest.mark.parametrize("method", plugins.list_methods())
 def test_every_method_runs_smoke_and_is_deterministic(method, smoke_task, tmp_path):
     name, data_dir = smoke_task
-    row, path = runner.run(name, method, "smoke", seed=0, device="cpu", registry=tmp_path / "registry",
-                           runs_dir=tmp_path / "runs", data_dir=data_dir, progress=False)
+    outcome = runner.run(name, method, "smoke", seed=0, device="cpu", registry=tmp_path / "registry",
+                         runs_dir=tmp_path / "runs", data_dir=data_dir, progress=False)
+    row, path = outcome.row, outcome.path
     assert path.exists() and row["status"] == "ok" and row["metric"] == "bleu"
-    assert 0.0 <= row["test"] <= 100.0 and row["valid"] > 1.0
     cfg = config_mod.Config(json.loads(row["config_json"]))
     assert {"beam_size", "len_penalty", "max_len_a", "max_len_b"} <= set(cfg)
     task, meth, cfg2, data = runner.prepare(name, method, "smoke", {}, data_dir)
+    # valid perplexity: the selected model beats the uniform distribution over the target words
+    assert 1.0 < row["valid"] < len(data["tgt_vocab"]), (row["valid"], len(data["tgt_vocab"]))
     again = runner.execute(task, meth, cfg2, data, 0, torch.device("cpu"), progress=False)
     assert (again["valid"], again["test"]) == (row["valid"], row["test"])
 
@@ -213,8 +214,12 @@ def test_iwslt_reads_prepared_files_and_checks_manifest(tmp_path):
     for split in ("train", "valid", "test"):
         for lang, text in lines.items():
             (folder / f"{split}.{lang}").write_text(text)
-    task = plugins.get_task("iwslt14-de-en")
-    cfg = resolve(task)
+    cfg = resolve(plugins.get_task("iwslt14-de-en"))
+    with pytest.raises(UsageError, match=r"holds \{'train': 2, 'valid': 2, 'test': 2\} sentence pairs, fairseq's "
+                                         r"preparation of IWSLT'14 gives \{'train': 160239, 'valid': 7283"):
+        plugins.get_task("iwslt14-de-en").load(tmp_path, cfg)
+    task = IWSLTTranslation("iwslt-two", "iwslt14-de-en", {}, "two lines", bpe=True, defaults=dict(min_freq=1),
+                            counts=dict(train=2, valid=2, test=2))
     data = task.load(tmp_path, cfg)
     assert data["test"][2] == ["a house .", "the dog"]          # references without BPE
     assert "hou@@" in data["tgt_vocab"].stoi                     # min_freq 1: every BPE unit
