@@ -9,9 +9,10 @@ before the loop, and after it dW_hh = sum_t dgates_t^T h~_{t-1} as one matmul, d
 On CUDA both loops are captured once per shape and replayed as CUDA graphs (bench/cudagraphs.py);
 on a CPU the float32 matmuls go through oneDNN (see USE_ONEDNN).
 
-`run` is what `LSTMLayer` calls: it picks the path (env BENCH_RNN_IMPL, see `impl_mode`), falls
-back to the reference cell with a one-time warning where the fast cell does not apply, and says
-which path ran: "fast" (eager), "graph" (CUDA graphs) or "cell" (the reference).
+`run` is what `LSTMLayer` calls, with the implementation its model carries (`NoiseState.impl`,
+see `resolve_impl`): it picks the path, falls back to the reference cell with a one-time warning
+where the fast cell does not apply, and says which path ran: "fast" (eager), "graph" (CUDA graphs)
+or "cell" (the reference). Only the CLI reads $BENCH_RNN_IMPL (`impl_mode`), once per run.
 """
 from __future__ import annotations
 
@@ -31,14 +32,20 @@ _NOTICED: set[str] = set()
 USE_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
 
 
-def impl_mode() -> str:
-    """BENCH_RNN_IMPL: auto (graph on CUDA, fast elsewhere, reference where neither applies),
-    reference (always `lstm_cell_loop`), fast (eager fast cell, error where invalid), graph
-    (CUDA graphs, error where invalid)."""
-    mode = os.environ.get("BENCH_RNN_IMPL", "auto").strip().lower() or "auto"
+def resolve_impl(text: str | None, source: str = "rnn implementation") -> str:
+    """A validated mode: auto (graph on CUDA, fast elsewhere, reference where neither applies),
+    reference (always `lstm_cell_loop`), fast (eager fast cell, error where invalid), graph (CUDA
+    graphs, error where invalid). None or "" is auto; `source` names the setting in errors."""
+    mode = (text or "").strip().lower() or "auto"
     if mode not in MODES:
-        raise UsageError(f"BENCH_RNN_IMPL={mode!r} must be one of {', '.join(MODES)}")
+        raise UsageError(f"{source} {text!r} is not valid; set it to one of {'|'.join(MODES)}")
     return mode
+
+
+def impl_mode() -> str:
+    """The mode $BENCH_RNN_IMPL asks for: for the CLI entry only, which resolves it once per run
+    and gives it to the model's NoiseState."""
+    return resolve_impl(os.environ.get("BENCH_RNN_IMPL"), source="BENCH_RNN_IMPL")
 
 
 def invalid_reason(xw, h, c, w_hh, b_hh, masks: dict) -> str:
@@ -74,14 +81,15 @@ def _notice(message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
-def run(reference, xw, h, c, w_hh, b_hh, masks: dict):
-    """Run the recurrence on the best valid path; returns (path, (outputs, (h, c)))."""
-    mode = impl_mode()
+def run(reference, xw, h, c, w_hh, b_hh, masks: dict, impl: str = "auto"):
+    """Run the recurrence on the best valid path for mode `impl`; returns (path, (outputs, (h, c)))."""
+    mode = resolve_impl(impl)
     reason = "" if mode == "reference" else invalid_reason(xw, h, c, w_hh, b_hh, masks)
     if mode == "graph" and not xw.is_cuda:
         reason = reason or "CUDA graphs need a CUDA tensor"
     if reason and mode in ("fast", "graph"):
-        raise RuntimeError(f"BENCH_RNN_IMPL={mode}: the fast cell cannot run here: {reason}")
+        raise RuntimeError(f"rnn implementation {mode!r}: the fast cell cannot run here: {reason}; "
+                           "use auto or reference")
     if mode == "reference" or reason:
         if reason:
             _notice(f"fast LSTM cell not used ({reason}); running the reference cell")
@@ -200,10 +208,10 @@ class _FastLSTM(torch.autograd.Function):
         return dg, dh0, dc0, dw, db, None, None, None, None, None, None, None
 
 
-def input_projection(x, weight, bias):
+def input_projection(x, weight, bias, impl: str = "auto"):
     """F.linear(x, weight, bias) for the per-step paths; by oneDNN on a CPU in float32 (forward and
-    backward), except when BENCH_RNN_IMPL=reference."""
-    if not _onednn(x) or x.dtype != weight.dtype or impl_mode() == "reference" \
+    backward), except for impl "reference"."""
+    if not _onednn(x) or x.dtype != weight.dtype or resolve_impl(impl) == "reference" \
             or torch.is_autocast_enabled("cpu"):
         return torch.nn.functional.linear(x, weight, bias)
     return _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], weight.shape[0])

@@ -2,7 +2,7 @@
 
     python -m bench.perf [--shapes zaremba-medium,awd-ptb] [--methods gal,zoneout] [--repeats 5]
         [--steps N] [--warmup N] [--impl auto,reference] [--device auto|cpu|cuda] [--threads N]
-        [--out reports/PERF.md] [--parquet reports/perf.parquet]
+        [--contention on|off|only] [--out reports/PERF.md] [--parquet reports/perf.parquet]
 
 A benchmark, not a test. For each shape, each registered method's LM (tasks/lm.py, the method's
 noise and loss, e.g. fraternal's two passes, and its AR/TAR) and a plain LM on torch.nn.LSTM
@@ -14,6 +14,13 @@ Warm-up steps are excluded; runners are timed round-robin (each repeat times eve
 so load from other processes spreads over all of them) and the median repeat is reported; the
 device is synchronised around every timed block. Peak memory: CUDA's max_memory_allocated during
 the training steps, above what was allocated before them; on a CPU it is not measured (n/a).
+
+Contention check (`--contention on`, the default; `off` skips it, `only` runs nothing else): a
+per-step method (zoneout at cpu-small) trains on the CPU with 2 threads, alone and next to one
+busy process (a 1-thread torch matmul loop), in alternating blocks (the competitor is paused
+with SIGSTOP for the blocks alone). With sleeping OpenMP threads (OMP_WAIT_POLICY=PASSIVE, set by
+`import bench`) the run slows down by about the CPU share it lost: it passes if the slowdown is at
+most 1.25 x the ideal one (2 cores, a competitor taking one of them: half the CPU lost, 2x).
 """
 from __future__ import annotations
 
@@ -21,7 +28,9 @@ import argparse
 import datetime
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench import plugins
+from bench import fastcell, plugins
 from bench.api import Batch, NoiseState
 from bench.config import resolve
 from bench.data import REPO
@@ -108,16 +117,13 @@ class Runner:
             base = self.method.noise(self.cfg)
             # a scheduled method (curriculum) is timed at full rates, as after its ramp
             noise = self.method.schedule(10**6, base, self.cfg) if self.method.schedule else base
-            self.model = self.task.build_model(dict(vocab=s.vocab), self.cfg, NoiseState(noise)).to(device)
+            state = NoiseState(noise, impl=fastcell.resolve_impl(impl))
+            self.model = self.task.build_model(dict(vocab=s.vocab), self.cfg, state).to(device)
             self.opt = make_optimizer(self.model, self.cfg)
         self.state = self.eval_state = None
         self.train_path = self.eval_path = ""
         self.times = {"train": [], "eval": []}
         self.peak_mb = None
-
-    def _env(self):
-        if self.impl:
-            os.environ["BENCH_RNN_IMPL"] = self.impl
 
     def train_step(self):
         x, y = self.batch.data
@@ -149,16 +155,13 @@ class Runner:
         self.model.train()
 
     def warmup(self, n):
-        self._env()
-        for i in range(max(n, 1)):
+        for _ in range(max(n, 1)):
             self.train_step()
-            if i == 0:
-                self.train_path = getattr(self.model, "rnn_paths", "nn.LSTM")
             self.eval_step()
-        self.eval_path = getattr(self.model, "rnn_paths", self.train_path)
+        self.train_path = getattr(self.model, "rnn_paths", "nn.LSTM")     # every training path
+        self.eval_path = _last_paths(self.model) or self.train_path
 
     def timed(self, kind, steps):
-        self._env()
         step = self.train_step if kind == "train" else self.eval_step
         cuda = self.device.type == "cuda"
         if cuda:
@@ -183,22 +186,118 @@ def measure(shape_name, methods, impls, device, repeats, steps, warmup, seed, lo
     s = SHAPES[shape_name]
     runners = [Runner(BASELINE, "", s, device, seed), Runner(BASELINE2, "", s, device, seed)]
     runners += [Runner(m, impl, s, device, seed) for m in methods for impl in impls]
-    old = os.environ.get("BENCH_RNN_IMPL")
-    try:
+    for r in runners:
+        r.warmup(warmup)
+        log(f"  {shape_name}: warmed up {r.name} {r.impl} ({r.train_path})")
+    for rep in range(repeats):
         for r in runners:
-            r.warmup(warmup)
-            log(f"  {shape_name}: warmed up {r.name} {r.impl} ({r.train_path})")
-        for rep in range(repeats):
-            for r in runners:
-                r.timed("train", steps)
-                r.timed("eval", steps)
-            log(f"  {shape_name}: repeat {rep + 1}/{repeats} done")
-    finally:
-        if old is None:
-            os.environ.pop("BENCH_RNN_IMPL", None)
-        else:
-            os.environ["BENCH_RNN_IMPL"] = old
+            r.timed("train", steps)
+            r.timed("eval", steps)
+        log(f"  {shape_name}: repeat {rep + 1}/{repeats} done")
     return runners
+
+
+def _last_paths(model) -> str:
+    """The paths of the model's last forward (its evaluation pass): its LSTM layers' `last_path`."""
+    return ",".join(sorted({m.last_path for m in model.modules() if getattr(m, "last_path", "")}))
+
+
+COMPETITOR = ("import torch\ntorch.set_num_threads(1)\na = torch.randn(512, 512)\nprint('ready', flush=True)\n"
+              "while True:\n    a @ a\n")
+TOLERANCE = 1.25                # the contention check passes at slowdown <= TOLERANCE x ideal
+CONTENTION_THREADS = 2
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def ideal_slowdown(threads: int, cores: int, competitors: int = 1) -> float:
+    """Slowdown of a run on `threads` threads when `competitors` busy processes take a whole core
+    each: of the cores it used, it keeps those left (at least its fair share of them all)."""
+    used = min(threads, cores)
+    return used / min(used, max(cores - competitors, cores / (competitors + 1)))
+
+
+class Competitor:
+    """A busy process (a 1-thread torch matmul loop) for the duration of a `with`; `pause` and
+    `resume` stop and continue it (SIGSTOP/SIGCONT), so one process serves every block."""
+
+    def __enter__(self):
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen([sys.executable, "-c", COMPETITOR], stdout=subprocess.PIPE, text=True, env=env)
+        if self.proc.stdout.readline().strip() != "ready":
+            self.__exit__()
+            raise RuntimeError("the competing process did not start")
+        return self
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def __exit__(self, *exc):
+        self.proc.kill()                    # SIGKILL also ends a stopped process
+        self.proc.wait()
+        self.proc.stdout.close()
+
+
+def contention(shape_name, method, threads, steps, repeats, seed, warmup=2, log=print) -> dict:
+    """Train `method` on the CPU with `threads` threads, alone and next to a Competitor, in
+    alternating blocks of `steps` steps; the medians, the slowdown and the check's verdict."""
+    r = Runner(method, "auto", SHAPES[shape_name], torch.device("cpu"), seed)
+    saved, times, load = torch.get_num_threads(), {"alone": [], "contended": []}, os.getloadavg()[0]
+    torch.set_num_threads(threads)
+    try:
+        r.warmup(warmup)
+        with Competitor() as rival:
+            for rep in range(repeats):
+                for kind in times:
+                    if kind == "alone":
+                        rival.pause()
+                    else:
+                        rival.resume()
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        r.train_step()
+                    times[kind].append(time.perf_counter() - t0)
+                log(f"  contention: repeat {rep + 1}/{repeats} done")
+            pid = rival.proc.pid
+    finally:
+        torch.set_num_threads(saved)
+    alone, contended = (statistics.median(times[k]) / steps for k in ("alone", "contended"))
+    cores = cpu_cores()
+    ideal = ideal_slowdown(threads, cores)
+    return dict(shape=shape_name, method=method, rnn_path=r.train_path, threads=threads, cores=cores,
+                steps=steps, repeats=repeats, tokens=steps * r.batch.n_tokens, times=times,
+                omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", ""), competitor_pid=pid, loadavg=load,
+                alone_s=alone, contended_s=contended, slowdown=contended / alone, ideal=ideal,
+                limit=TOLERANCE * ideal, passed=contended / alone <= TOLERANCE * ideal)
+
+
+def contention_rows(c: dict, info) -> list[dict]:
+    shape_cols = {f"shape_{k}": v for k, v in vars(SHAPES[c["shape"]]).items()}
+    keep = ("cores", "omp_wait_policy", "ideal", "slowdown", "passed", "loadavg")
+    return [dict(info, shape=c["shape"], method=c["method"], impl="auto", kind=f"contention-{kind}",
+                 repeat=rep, steps=c["steps"], tokens=c["tokens"], seconds=sec, tokens_per_s=c["tokens"] / sec,
+                 rnn_path=c["rnn_path"], peak_mb=None, **dict(shape_cols, threads=c["threads"]),
+                 **{f"contention_{k}": c[k] for k in keep})
+            for kind, secs in c["times"].items() for rep, sec in enumerate(secs)]
+
+
+def contention_report(c: dict) -> str:
+    return "\n".join([
+        "", f"## Contention: {c['method']} ({c['rnn_path']}) next to a busy process", "",
+        f"{c['shape']}, {c['threads']} threads on {c['cores']} cores, OMP_WAIT_POLICY={c['omp_wait_policy'] or '(unset)'}; "
+        f"the competitor is a 1-thread torch matmul loop; {c['steps']} training steps per block, median of "
+        f"{c['repeats']} alternating blocks. Ideal slowdown: the CPU share the run lost; the check passes at "
+        f"most {TOLERANCE} x ideal. 1-min load average at start {c['loadavg']:.2f}: blocks \"alone\" are "
+        "alone only on an otherwise idle machine.", "",
+        "| s/step alone | s/step contended | slowdown | ideal | limit | result |", "|---:|---:|---:|---:|---:|---|",
+        f"| {c['alone_s']:.4f} | {c['contended_s']:.4f} | {c['slowdown']:.2f}x | {c['ideal']:.2f}x "
+        f"| {c['limit']:.2f}x | {'PASS' if c['passed'] else 'FAIL'} |"]) + "\n"
 
 
 def device_info(device) -> dict:
@@ -251,7 +350,7 @@ def table(shape_name, runners, steps) -> str:
     return "\n".join(lines)
 
 
-def report(info, sections, args, default_shapes: bool) -> str:
+def report(info, sections, args, default_shapes: bool, extra: str = "") -> str:
     head = [
         "# Throughput: every method next to torch.nn.LSTM",
         "",
@@ -283,7 +382,7 @@ def report(info, sections, args, default_shapes: bool) -> str:
         body += ["", f"## {name}: {s.layers} layers x {s.hidden} hidden, embedding {s.emb}, batch {s.batch}, "
                  f"BPTT {s.bptt}, vocabulary {s.vocab}{tied}",
                  "", f"{steps} steps per timed block.", "", table(name, runners, steps)]
-    return "\n".join(head + body) + "\n"
+    return "\n".join(head + body) + "\n" + extra
 
 
 def main(argv=None):
@@ -291,7 +390,7 @@ def main(argv=None):
     p.add_argument("--shapes", help=f"comma-separated, of {', '.join(SHAPES)} (default: cpu-small on a CPU, "
                    "zaremba-medium,awd-ptb on CUDA)")
     p.add_argument("--methods", help="comma-separated (default: every registered method)")
-    p.add_argument("--impl", default="auto", help="BENCH_RNN_IMPL values to time each method with, "
+    p.add_argument("--impl", default="auto", help="rnn implementations to time each method with, "
                    "comma-separated (auto, reference, fast, graph)")
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=7)
@@ -299,13 +398,19 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, help="untimed steps first (default 2 on a CPU, 5 on CUDA)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--contention", choices=("on", "off", "only"), default="on",
+                   help="the contention check: after the throughput tables, skipped, or alone")
+    p.add_argument("--contention-shape", default="cpu-small")
+    p.add_argument("--contention-method", default="zoneout", help="a per-step method")
+    p.add_argument("--contention-steps", type=int, default=30, help="training steps per block")
+    p.add_argument("--contention-repeats", type=int, default=3, help="alternating blocks alone/contended")
     reports = Path(os.environ.get("BENCH_REPORTS") or REPO / "reports")
     p.add_argument("--out", default=str(reports / "PERF.md"))
     p.add_argument("--parquet", default=str(reports / "perf.parquet"))
     a = p.parse_args(argv)
     device = pick_device(a.device)
     shapes = (a.shapes or ("zaremba-medium,awd-ptb" if device.type == "cuda" else "cpu-small")).split(",")
-    unknown = [s for s in shapes if s not in SHAPES]
+    unknown = [s for s in shapes + [a.contention_shape] if s not in SHAPES]
     if unknown:
         p.error(f"unknown shape(s) {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
     saved = (torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
@@ -314,7 +419,7 @@ def main(argv=None):
             torch.set_num_threads(a.threads)
         if device.type == "cuda":           # TF32 matmuls, as cuDNN's RNN uses by default
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        text, rows = benchmark(a, shapes, device, list(sys.argv[1:] if argv is None else argv))
+        text, rows, passed = benchmark(a, shapes, device, list(sys.argv[1:] if argv is None else argv))
     finally:
         torch.set_num_threads(saved[0])
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[1:]
@@ -323,6 +428,7 @@ def main(argv=None):
     pd.DataFrame(rows).to_parquet(a.parquet, index=False)
     print(text)
     print(f"wrote {a.out} and {a.parquet}")
+    return 0 if passed else 1
 
 
 def benchmark(a, shapes, device, args):
@@ -330,13 +436,20 @@ def benchmark(a, shapes, device, args):
     methods = a.methods.split(",") if a.methods else plugins.list_methods()
     steps = a.steps or (20 if cuda else 3)
     warmup = a.warmup if a.warmup is not None else (5 if cuda else 2)
-    info = device_info(device)
-    sections, rows = {}, []
-    for name in shapes:
-        runners = measure(name, methods, a.impl.split(","), device, a.repeats, steps, warmup, a.seed)
+    impls = [fastcell.resolve_impl(i, source="--impl") for i in a.impl.split(",")]
+    info = device_info(device if a.contention != "only" else torch.device("cpu"))
+    sections, rows, extra, passed = {}, [], "", True
+    for name in shapes if a.contention != "only" else []:
+        runners = measure(name, methods, impls, device, a.repeats, steps, warmup, a.seed)
         sections[name] = (runners, steps)
         rows += raw_rows(name, runners, steps, info)
-    return report(info, sections, args, default_shapes=not a.shapes), rows
+    if a.contention != "off":
+        c = contention(a.contention_shape, a.contention_method, CONTENTION_THREADS,
+                       a.contention_steps, a.contention_repeats, a.seed)
+        extra, passed = contention_report(c), c["passed"]
+        rows += contention_rows(c, info)
+    return report(info, sections, args, default_shapes=not a.shapes and bool(sections), extra=extra), rows, passed
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

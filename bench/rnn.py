@@ -2,10 +2,12 @@
 
 Masks are explicit tensors drawn up front, so tests and the fast cell (bench/fastcell.py) use the
 very same masks. Layout follows `nn.LSTM` (gate order i, f, g, o; weight_ih (4H,in), weight_hh
-(4H,H), two biases), so the fused kernel runs on our own parameters. `LSTMLayer.last_path` says
-what ran: "fused" (torch's LSTM kernel, when the recurrence is not perturbed), "fast" (the fast
+(4H,H), two biases), so the fused kernel runs on our own parameters. The per-step implementation
+is the model's setting `NoiseState.impl` (bench/fastcell.py). `LSTMLayer.last_path` says what ran
+last: "fused" (torch's LSTM kernel, when the recurrence is not perturbed), "fast" (the fast
 per-step cell), "graph" (the fast cell replayed as CUDA graphs) or "cell" (`lstm_cell_loop`, the
-reference, where the fast cell does not apply or BENCH_RNN_IMPL=reference).
+reference, where the fast cell does not apply or impl is "reference"); `paths_run` every path it
+ran in training (curriculum goes from fused to a per-step cell), which `LSTMStack.paths` reports.
 """
 from __future__ import annotations
 
@@ -119,14 +121,16 @@ class LSTMLayer(nn.Module):
         self.bias_hh = nn.Parameter(torch.empty(4 * H))
         self.reset_parameters()
         self.last_path = ""
+        self.paths_run: set[str] = set()        # every path run while training (eval's stay out)
 
     def reset_parameters(self, init_range: float = 0.0):
         r = init_range or 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -r, r)
 
-    def forward(self, x, state, noise: Noise, p_in: float, active: bool):
-        """x: (T,B,in) layer input before its input dropout; state: (h, c) each (B,H)."""
+    def forward(self, x, state, noise: Noise, p_in: float, active: bool, impl: str = "auto"):
+        """x: (T,B,in) layer input before its input dropout; state: (h, c) each (B,H); impl: the
+        per-step implementation (fastcell.MODES)."""
         h, c = state
         T, B, H = x.shape[0], x.shape[1], self.hidden_size
         w_hh = self.weight_hh
@@ -143,13 +147,13 @@ class LSTMLayer(nn.Module):
             x = io_dropout(x, p_in, noise.io_mask, active)
         needs_cell = (active and noise.per_step) or (not active and (noise.zone_h or noise.zone_c))
         if not needs_cell and not untied:
-            self.last_path = "fused"
+            self._ran("fused")
             out, hn, cn = torch._VF.lstm(
                 x, (h.unsqueeze(0), c.unsqueeze(0)),
                 [self.weight_ih, w_hh, self.bias_ih, self.bias_hh], True, 1, 0.0, False, False, False)
             return out, (hn[0], cn[0])
         if not untied:
-            xw = fastcell.input_projection(x, self.weight_ih, self.bias_ih)
+            xw = fastcell.input_projection(x, self.weight_ih, self.bias_ih, impl)
         masks = dict(rec_mask=None, cell_mask=None, zone_h=None, zone_c=None, z_expect=(0.0, 0.0))
         if active:
             masks["rec_mask"] = recurrent_mask(noise.rec, noise.rec_mask, T, B, H, x, 4 if untied else 1)
@@ -158,8 +162,14 @@ class LSTMLayer(nn.Module):
             masks["zone_c"] = zoneout_mask(noise.zone_c, T, B, H, x)
         else:
             masks["z_expect"] = (noise.zone_h, noise.zone_c)
-        self.last_path, result = fastcell.run(lstm_cell_loop, xw, h, c, w_hh, self.bias_hh, masks)
+        path, result = fastcell.run(lstm_cell_loop, xw, h, c, w_hh, self.bias_hh, masks, impl)
+        self._ran(path)
         return result
+
+    def _ran(self, path: str) -> None:
+        self.last_path = path
+        if self.training:
+            self.paths_run.add(path)
 
 
 class LSTMStack(nn.Module):
@@ -181,14 +191,21 @@ class LSTMStack(nn.Module):
     def forward(self, x, state=None):
         """x: (T,B,in). Returns (dropped output, new state, raw last-layer output)."""
         noise, active = self.noise.noise, self.noise.active(self)
+        impl = fastcell.resolve_impl(self.noise.impl)
         if state is None:
             state = self.init_state(x.shape[1], x.device)
         new_state = []
         for i, layer in enumerate(self.layers):
-            x, st = layer(x, state[i], noise, noise.emb if i == 0 else noise.hid, active)
+            x, st = layer(x, state[i], noise, noise.emb if i == 0 else noise.hid, active, impl)
             new_state.append(st)
         return io_dropout(x, noise.out, noise.io_mask, active), new_state, x
 
     @property
     def paths(self) -> str:
+        """Every path its layers ran in training, sorted, comma-separated: read once after training."""
+        return ",".join(sorted(set().union(*(l.paths_run for l in self.layers))))
+
+    @property
+    def last_paths(self) -> str:
+        """The paths of the last forward (training or evaluation)."""
         return ",".join(sorted({l.last_path for l in self.layers if l.last_path}))

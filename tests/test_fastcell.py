@@ -245,10 +245,11 @@ NOISES = {
 }
 
 
-def stack_step(noise, train=True, seed=0):
-    """One forward (and backward in training) of a 2-layer stack: outputs, state, all grads."""
+def stack_step(noise, train=True, seed=0, impl="auto"):
+    """One forward (and backward in training) of a 2-layer stack: the paths of that forward,
+    outputs, state, all grads."""
     torch.manual_seed(seed)
-    stack = LSTMStack(6, 5, 2, NoiseState(noise), last_size=4)
+    stack = LSTMStack(6, 5, 2, NoiseState(noise, impl=impl), last_size=4)
     stack.train(train)
     x = torch.randn(7, 3, 6, requires_grad=True)
     with torch.set_grad_enabled(train):
@@ -257,16 +258,14 @@ def stack_step(noise, train=True, seed=0):
     if train:
         loss = out.pow(2).sum() + raw.sum() + sum(t.sum() for st in state for t in st)
         results += torch.autograd.grad(loss, [x, *stack.parameters()])
-    return stack.paths, results
+    return stack.last_paths, results
 
 
 @pytest.mark.parametrize("name", list(NOISES))
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-def test_stack_uses_fast_path_and_matches_reference(name, train, monkeypatch):
-    monkeypatch.setenv("BENCH_RNN_IMPL", "auto")
-    path, got = stack_step(NOISES[name], train)
-    monkeypatch.setenv("BENCH_RNN_IMPL", "reference")
-    ref_path, want = stack_step(NOISES[name], train)
+def test_stack_uses_fast_path_and_matches_reference(name, train):
+    path, got = stack_step(NOISES[name], train, impl="auto")
+    ref_path, want = stack_step(NOISES[name], train, impl="reference")
     per_step = train or NOISES[name].zone_h > 0
     assert path == ("fast" if per_step else "fused") and ref_path == ("cell" if per_step else "fused")
     for a, b in zip(got, want):
@@ -302,21 +301,65 @@ def test_modes_and_fallback(monkeypatch):
     masks = make_masks((("tied", "step"), None, "none"), T, B, H, leaves[0])
     bad = dict(masks, rec_mask=masks["rec_mask"].clone().requires_grad_())
     monkeypatch.setattr(fastcell, "_NOTICED", set())
-    monkeypatch.setenv("BENCH_RNN_IMPL", "auto")
-    assert fastcell.run(lstm_cell_loop, *leaves, masks)[0] == "fast"
+    assert fastcell.run(lstm_cell_loop, *leaves, masks, impl="auto")[0] == "fast"
     with pytest.warns(UserWarning, match="a mask requires grad"):
-        assert fastcell.run(lstm_cell_loop, *leaves, bad)[0] == "cell"
-    monkeypatch.setenv("BENCH_RNN_IMPL", "reference")
-    assert fastcell.run(lstm_cell_loop, *leaves, masks)[0] == "cell"
-    monkeypatch.setenv("BENCH_RNN_IMPL", "fast")
+        assert fastcell.run(lstm_cell_loop, *leaves, bad, impl="auto")[0] == "cell"
+    assert fastcell.run(lstm_cell_loop, *leaves, masks, impl="reference")[0] == "cell"
     with pytest.raises(RuntimeError, match="a mask requires grad"):
-        fastcell.run(lstm_cell_loop, *leaves, bad)
-    monkeypatch.setenv("BENCH_RNN_IMPL", "graph")
+        fastcell.run(lstm_cell_loop, *leaves, bad, impl="fast")
     with pytest.raises(RuntimeError, match="CUDA"):
-        fastcell.run(lstm_cell_loop, *leaves, masks)
+        fastcell.run(lstm_cell_loop, *leaves, masks, impl="graph")
+    with pytest.raises(UsageError, match="'quick'.*auto\\|reference\\|fast\\|graph"):
+        fastcell.run(lstm_cell_loop, *leaves, masks, impl="quick")
+
+
+def test_resolve_impl_and_the_cli_environment_variable(monkeypatch):
+    assert [fastcell.resolve_impl(v) for v in (None, "", " Reference ", "graph")] == \
+        ["auto", "auto", "reference", "graph"]
+    with pytest.raises(UsageError, match="'fastest' is not valid; set it to one of auto\\|reference\\|fast\\|graph"):
+        fastcell.resolve_impl("fastest")
+    monkeypatch.delenv("BENCH_RNN_IMPL", raising=False)
+    assert fastcell.impl_mode() == "auto"
+    monkeypatch.setenv("BENCH_RNN_IMPL", "fast")
+    assert fastcell.impl_mode() == "fast"
     monkeypatch.setenv("BENCH_RNN_IMPL", "quick")
-    with pytest.raises(UsageError, match="BENCH_RNN_IMPL"):
-        fastcell.run(lstm_cell_loop, *leaves, masks)
+    with pytest.raises(UsageError, match="BENCH_RNN_IMPL 'quick'"):
+        fastcell.impl_mode()
+
+
+def test_two_models_with_different_impl_run_different_paths_in_one_process(monkeypatch):
+    """The setting is the model's: an environment that would fail if read is never read."""
+    monkeypatch.setenv("BENCH_RNN_IMPL", "graph")           # would raise on a CPU tensor
+    torch.manual_seed(0)
+    fast = LSTMStack(6, 5, 2, NoiseState(NOISES["zoneout"], impl="auto"))
+    ref = LSTMStack(6, 5, 2, NoiseState(NOISES["zoneout"], impl="reference"))
+    ref.load_state_dict(fast.state_dict())
+    x, outs = torch.randn(7, 3, 6), []
+    for stack in (fast, ref, fast):                          # interleaved in one process
+        torch.manual_seed(1)                                 # the same zoneout masks
+        outs.append(stack(x)[0])
+    assert (fast.paths, ref.paths) == ("fast", "cell")
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    assert torch.equal(outs[0], outs[2])
+
+
+def test_paths_accumulate_in_training_and_leave_out_evaluation():
+    """Curriculum's case: rates all zero at first (fused), then a per-step rate (the fast cell);
+    an evaluation pass (here on the reference cell) is not a training path."""
+    noise = NoiseState(NOISES["zoneout"].scaled(0.0))
+    stack = LSTMStack(6, 5, 2, noise)
+    x = torch.randn(7, 3, 6)
+    stack(x)[0].sum().backward()
+    assert stack.paths == "fused"
+    noise.noise = NOISES["zoneout"]
+    stack(x)[0].sum().backward()
+    assert stack.paths == "fast,fused" and stack.last_paths == "fast"
+    stack.eval()
+    noise.impl = "reference"
+    with torch.no_grad():
+        stack(x)
+    assert stack.last_paths == "cell" and stack.paths == "fast,fused"
+    assert all(l.paths_run == {"fused", "fast"} for l in stack.layers)
 
 
 @CUDA
@@ -338,8 +381,7 @@ def test_cuda_graphs_match_reference(combo):
 
 
 @CUDA
-def test_cuda_stack_uses_graph_path(monkeypatch):
-    monkeypatch.setenv("BENCH_RNN_IMPL", "auto")
+def test_cuda_stack_uses_graph_path():
     torch.manual_seed(0)
     stack = LSTMStack(6, 5, 2, NoiseState(NOISES["zoneout"])).cuda()
     out, _, _ = stack(torch.randn(7, 3, 6, device="cuda"))
