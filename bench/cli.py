@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -9,17 +10,26 @@ from bench.errors import UsageError
 
 
 def _seeds(text: str) -> list[int]:
-    try:
-        out = []
-        for part in text.split(","):
-            if "-" in part.strip()[1:]:
-                a, b = part.split("-")
-                out += list(range(int(a), int(b) + 1))
-            else:
-                out.append(int(part))
-        return out
-    except ValueError:
-        raise UsageError(f"SEEDS={text!r}: expected integers such as 0 or 0,1,2 or 0-4") from None
+    """'0', '0,1,2', '0-4' or a mix: distinct non-negative seeds, ranges ascending."""
+    hint = "expected non-negative integers such as 0 or 0,1,2 or 0-4"
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        single, span = re.fullmatch(r"\d+", part), re.fullmatch(r"(\d+)-(\d+)", part)
+        if single:
+            out.append(int(part))
+        elif span:
+            a, b = int(span[1]), int(span[2])
+            if a > b:
+                raise UsageError(f"SEEDS={text!r}: range {part} is descending and runs nothing; write {b}-{a}")
+            out += range(a, b + 1)
+        elif re.fullmatch(r"-\d+", part):
+            raise UsageError(f"SEEDS={text!r}: seed {part} is negative; {hint}")
+        else:
+            raise UsageError(f"SEEDS={text!r}: {part!r} is not a seed; {hint}")
+    repeated = sorted({s for s in out if out.count(s) > 1})
+    if repeated:
+        raise UsageError(f"SEEDS={text!r} lists seed(s) {', '.join(map(str, repeated))} more than once")
+    return out
 
 
 def _names(text: str, all_names: list[str]) -> list[str]:
@@ -27,44 +37,110 @@ def _names(text: str, all_names: list[str]) -> list[str]:
     return list(all_names) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
 
 
+EXIT_USAGE, EXIT_INTERRUPTED, EXIT_AFTER_WRITE = 2, 3, 4
+
+
+def _summary(row: dict, path) -> str:
+    return (f"{row['run_id']}: {row['status']}  valid {row['valid_metric']} {row['valid']:.3f}  "
+            f"test {row['metric']} {row['test']:.3f}  ({row['wall_s']:.1f}s, {row['tokens_per_s']:.0f} tok/s, "
+            f"{row['device_name']}) -> {path}")
+
+
 def cmd_run(args):
-    from bench import leaderboard, plugins, runner
+    """One run in this process; a grid (lists or `all`) is a one-block campaign (bench/campaign.py):
+    validated whole before its first run, data-absent and registered runs skipped."""
+    from bench import campaign, leaderboard, plugins, runner
+    from bench.checkpoint import Interrupted
     from bench.config import parse_overrides
     overrides = parse_overrides(args.set)
     tasks, methods = _names(args.task, plugins.list_tasks()), _names(args.method, plugins.list_methods())
-    for t in tasks:
-        plugins.get_task(t)          # unknown names are errors even in a grid
-    for m in methods:
-        plugins.get_method(m)
-    grid = len(tasks) * len(methods) > 1
-    for task in tasks:
-        for method in methods:
-            for seed in _seeds(args.seeds):
-                try:
-                    row, path = runner.run(task, method, args.protocol, seed, args.device, overrides,
-                                           data_dir=args.data_dir, progress=None)
-                except UsageError as exc:
-                    if not grid:
-                        raise
-                    print(f"skipped {task} x {method} seed {seed}: {exc}")   # e.g. data absent, done already
-                    continue
-                print(f"{row['run_id']}: {row['status']}  valid {row['valid_metric']} {row['valid']:.3f}  "
-                      f"test {row['metric']} {row['test']:.3f}  ({row['wall_s']:.1f}s, "
-                      f"{row['tokens_per_s']:.0f} tok/s, {row['device_name']}) -> {path}")
-    print(f"leaderboard: {leaderboard.write()}")
+    seeds = _seeds(args.seeds)
+    if len(tasks) * len(methods) > 1:
+        return campaign.run_grid(args.task, args.method, args.protocol, args.seeds, args.device, overrides,
+                                 data_dir=args.data_dir)
+    report = None
+    if not args.no_leaderboard:
+        report = leaderboard.default_report_path()
+        runner.check_writable(report.parent, "reports")
+    for seed in seeds:
+        try:
+            out = runner.run(tasks[0], methods[0], args.protocol, seed, args.device, overrides, data_dir=args.data_dir)
+        except Interrupted as exc:
+            print(f"interrupted: {tasks[0]} x {methods[0]} seed {seed} {exc}. Resume with the same command "
+                  f"(FRESH=1 starts over).", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if out.new:
+            print(_summary(out.row, out.path))
+        else:
+            print(f"already registered: {_summary(out.row, out.path)}\n  to make another run of this "
+                  f"pair use another SEED (e.g. SEEDS={seed + 1}), or delete {out.path} to re-run it")
+    if report is not None:
+        try:
+            print(f"leaderboard: {leaderboard.write(report=report)}")
+        except Exception as exc:     # the rows are safely written; say so, with its own exit code
+            print(f"error: the run(s) are registered, but regenerating the leaderboard failed: "
+                  f"{type(exc).__name__}: {exc}; fix it and run `make leaderboard`", file=sys.stderr)
+            return EXIT_AFTER_WRITE
+    return 0
+
+
+def _data_dir():
+    from bench.data import default_data_dir
+    return default_data_dir()
+
+
+def _rule(rule) -> str:
+    from bench.api import Range
+    return f" {rule}" if isinstance(rule, Range) else " {" + ", ".join(map(str, rule)) + "}"
+
+
+def _options(defaults: dict, rules: dict, base_option: str | None = None) -> list[str]:
+    """'key=default {choices}' or 'key=default >= 1' for each key, sorted."""
+    from bench import plugins
+    out = []
+    for k in sorted(defaults):
+        rule = f" {{a method: {', '.join(plugins.list_methods())}}}" if k == base_option else (
+            _rule(rules[k]) if k in rules else "")
+        out.append(f"{k}={defaults[k]!r}{rule}")
+    return out
+
+
+def _wrap(label: str, items: list[str], width: int = 110) -> str:
+    """`label: a; b; ...` over indented lines, never breaking inside an item."""
+    lines, line = [], f"      {label}:"
+    for i, item in enumerate(items):
+        piece = f" {item}" + (";" if i < len(items) - 1 else "")
+        if len(line) + len(piece) > width and line.strip() != f"{label}:":
+            lines.append(line)
+            line = "       "
+        line += piece
+    return "\n".join(lines + [line])
 
 
 def cmd_list(args):
-    from bench import plugins
-    print("tasks (test metric; protocols every method has):")
+    import textwrap
+
+    from bench import config, plugins
+    data_dir = Path(args.data_dir or _data_dir())
+    print(f"tasks (kind; test metric; protocols every method has), their data in {data_dir} and options:")
     for name in plugins.list_tasks():
         t = plugins.get_task(name)
-        print(f"  {name:15s} {t.description} [{t.metric}; {', '.join(sorted(t.protocols))}]")
-    print("methods (paper; extra protocols per task):")
+        print(f"  {name:15s} {t.description} [{t.kind or '-'}; {t.metric}; {', '.join(sorted(t.protocols))}]")
+        print(textwrap.fill(f"data: {t.data_status(data_dir)}", 110, initial_indent=" " * 6,
+                            subsequent_indent=" " * 8, break_on_hyphens=False, break_long_words=False))
+        print(_wrap("options", _options(t.defaults, config.rules(t, []))))
+    print("every task also reads (its own defaults above win):")
+    print(_wrap("options", _options(config.DEFAULTS, {**config.RANGES, **config.CHOICES})))
+    print("methods (paper; options with defaults and valid values; extra protocols per task):")
     for name in plugins.list_methods():
         m = plugins.get_method(name)
-        extra = "; ".join(f"{p}: {', '.join(sorted(per_task))}" for p, per_task in sorted(m.protocols.items()))
-        print(f"  {name:15s} {m.paper}" + (f" [{extra}]" if extra else ""))
+        print(f"  {name:15s} {m.paper}")
+        if m.options:
+            print(_wrap("options", _options(m.options, m.rules(), m.base_option)))
+        if m.protocols:
+            print(_wrap("protocols", [f"{p}: {', '.join(sorted(per_task))}" for p, per_task in sorted(m.protocols.items())]))
+        if m.base_option:
+            print(f"      wraps the method named by {m.base_option}: its options, recipe and protocols apply too")
     errors = plugins.import_errors()
     if errors:
         print("plugins that failed to import:")
@@ -78,13 +154,35 @@ def cmd_leaderboard(args):
 
 
 def cmd_verify(args):
-    from bench import verify
-    rows = verify.verify_all(data_dir=args.data_dir, only=args.only)
+    """Rows are replayed in the numerics mode they were made in: each mode in its own process
+    (the mode is fixed before torch loads), this one included."""
+    import json
+    import os
+    import subprocess
+    import tempfile
+
+    from bench import numerics, results, verify
+    if args.numerics:                      # a child: verify the rows of this process's mode
+        rows = verify.verify_all(data_dir=args.data_dir, only=args.only, numerics=numerics.effective())
+        Path(args.summary).write_text(json.dumps(rows))
+        return 0
+    modes = sorted({verify.replay_mode(n) for n in results.read_registry().numerics})
+    rows = []
+    for mode in modes:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = Path(tmp) / "summary.json"
+            cmd = [sys.executable, "-m", "bench"] + (["--data-dir", args.data_dir] if args.data_dir else []) + [
+                "verify-seeds", "--numerics", mode, "--summary", str(summary)] + (
+                ["--only", args.only] if args.only else [])
+            proc = subprocess.run(cmd, env=dict(os.environ, BENCH_NUMERICS=mode))
+            if proc.returncode != 0 or not summary.exists():
+                print(f"error: verifying the {mode}-numerics rows failed (exit {proc.returncode})", file=sys.stderr)
+                return 1
+            rows += json.loads(summary.read_text())
     bad = [r for r in rows if not r["ok"]]
-    print(f"verify-seeds: {len(rows) - len(bad)} passed, {len(bad)} failed")
-    if bad:
-        return 1
-    return 0
+    skipped = sum(r["skipped"] for r in rows)
+    print(f"verify-seeds: {len(rows) - len(bad) - skipped} passed, {len(bad)} failed, {skipped} skipped")
+    return 1 if bad else 0
 
 
 def cmd_data(args):
@@ -113,11 +211,14 @@ def main(argv=None) -> int:
     r.add_argument("--seeds", default="0", help="e.g. 0 or 0,1,2 or 0-4")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter")
+    r.add_argument("--no-leaderboard", action="store_true", help="do not regenerate the leaderboard")
     r.set_defaults(fn=cmd_run)
     sub.add_parser("list", help="tasks, methods, protocols").set_defaults(fn=cmd_list)
     sub.add_parser("leaderboard", help="regenerate reports/LEADERBOARD.md").set_defaults(fn=cmd_leaderboard)
     v = sub.add_parser("verify-seeds", help="re-run registered CPU-feasible runs and compare metrics")
     v.add_argument("--only", default=None, help="only run ids containing this text")
+    v.add_argument("--numerics", choices=("portable", "native"), help=argparse.SUPPRESS)
+    v.add_argument("--summary", help=argparse.SUPPRESS)
     v.set_defaults(fn=cmd_verify)
     d = sub.add_parser("data", help="verify (or --fetch) datasets")
     d.add_argument("datasets", nargs="*")
@@ -128,7 +229,7 @@ def main(argv=None) -> int:
         return args.fn(args) or 0
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -115,8 +115,13 @@ def verify(data_dir: Path, dataset: str) -> list[str]:
 def download(url: str, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     print(f"downloading {url}")
-    with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:
-        shutil.copyfileobj(r, f)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(dest, "wb") as f:
+            shutil.copyfileobj(r, f)
+    except OSError as exc:           # URLError, timeouts, refused connections, no route
+        reason = getattr(exc, "reason", None) or exc
+        raise UsageError(f"cannot download {url} ({reason}); check the network, or copy the dataset's "
+                         f"files into the data directory by hand (see its SOURCE.md / `make list`)") from None
     return dest
 
 

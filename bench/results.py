@@ -11,10 +11,16 @@ import pyarrow.parquet as pq
 
 from bench.errors import UsageError
 
-# $BENCH_REGISTRY redirects the registry (tests, scratch work); the committed one is ./registry.
-REGISTRY = Path(os.environ.get("BENCH_REGISTRY") or Path(__file__).resolve().parent.parent / "registry")
 
+
+def registry_path() -> Path:
+    """$BENCH_REGISTRY (scratch work, tests), else the committed ./registry; read at call time."""
+    return Path(os.environ.get("BENCH_REGISTRY") or Path(__file__).resolve().parent.parent / "registry")
+
+
+_F64_LIST = pa.list_(pa.float64())
 SCHEMA = pa.schema([
+    ("schema_version", pa.int64()),     # 1: before learning curves and the CPU fingerprint
     ("run_id", pa.string()), ("task", pa.string()), ("method", pa.string()),
     ("protocol", pa.string()), ("seed", pa.int64()), ("derived_seed", pa.int64()),
     ("status", pa.string()),            # ok | diverged
@@ -23,13 +29,24 @@ SCHEMA = pa.schema([
     ("valid", pa.float64()),            # selection metric on valid (valid_metric)
     ("valid_metric", pa.string()),
     ("test", pa.float64()),             # leaderboard metric on test
+    ("metric_signature", pa.string()),  # e.g. sacrebleu's signature of the BLEU score
     ("best_epoch", pa.int64()), ("epochs", pa.int64()), ("params", pa.int64()),
     ("wall_s", pa.float64()), ("tokens_per_s", pa.float64()),
+    # learning curves, one entry per epoch run: mean training loss (per token / example), valid
+    # metric and loss, lr, cumulative wall seconds; probe_loss: the loss of the first steps
+    ("curve_train_loss", _F64_LIST), ("curve_valid", _F64_LIST), ("curve_valid_loss", _F64_LIST),
+    ("curve_lr", _F64_LIST), ("curve_wall_s", _F64_LIST), ("probe_loss", _F64_LIST),
     ("device", pa.string()), ("device_name", pa.string()), ("cuda_version", pa.string()),
-    ("cpu_capability", pa.string()), ("threads", pa.int64()), ("rnn_path", pa.string()),
-    ("torch_version", pa.string()), ("git_commit", pa.string()), ("git_dirty", pa.bool_()),
+    ("cpu_capability", pa.string()), ("cpu_vendor", pa.string()), ("cpu_model", pa.string()),
+    ("cpu_isa", pa.string()), ("numerics", pa.string()), ("threads", pa.int64()), ("rnn_path", pa.string()),
+    ("torch_version", pa.string()), ("lock_sha256", pa.string()), ("git_commit", pa.string()),
+    ("git_dirty", pa.bool_()), ("plugin_sha256", pa.string()),
     ("config_hash", pa.string()), ("config_json", pa.string()), ("finished_at", pa.string()),
 ])
+# columns a schema-1 row lacks, read as these values
+ADDED_IN_V2 = dict(schema_version=1, metric_signature="", curve_train_loss=[], curve_valid=[],
+                   curve_valid_loss=[], curve_lr=[], curve_wall_s=[], probe_loss=[], cpu_vendor="",
+                   cpu_model="", cpu_isa="", numerics="", lock_sha256="", plugin_sha256="")
 COLUMNS = SCHEMA.names
 
 
@@ -66,18 +83,29 @@ def write_row(registry: Path, row: dict) -> Path:
     return final
 
 
-def read_registry(registry: Path = REGISTRY) -> pd.DataFrame:
+def _read_table(f: Path) -> pa.Table:
+    """One registry file as a table of SCHEMA; columns added since its schema version filled in."""
+    t = pq.read_table(f)
+    for name, value in ADDED_IN_V2.items():
+        if name not in t.schema.names:
+            t = t.append_column(SCHEMA.field(name), pa.array([value] * t.num_rows, SCHEMA.field(name).type))
+    missing = set(COLUMNS) - set(t.schema.names)
+    if missing:
+        raise ValueError(f"missing columns {sorted(missing)}")
+    return t.select(COLUMNS).cast(SCHEMA)
+
+
+def read_row(path: Path) -> dict:
+    return _read_table(Path(path)).to_pylist()[0]
+
+
+def read_registry(registry: Path | None = None) -> pd.DataFrame:
     """Every run in the registry; any unreadable or invalid file is named in a RegistryError."""
-    files = sorted(Path(registry).glob("*/*/*.parquet"))
+    files = sorted(Path(registry or registry_path()).glob("*/*/*.parquet"))
     frames, bad = [], []
     for f in files:
         try:
-            t = pq.read_table(f)
-            missing = set(COLUMNS) - set(t.schema.names)
-            if missing:
-                raise ValueError(f"missing columns {sorted(missing)}")
-            t = t.select(COLUMNS).cast(SCHEMA)
-            frames.append(t.to_pandas())
+            frames.append(_read_table(f).to_pandas())
         except Exception as exc:
             bad.append(f"{f}: {type(exc).__name__}: {exc}")
     if bad:

@@ -1,25 +1,32 @@
 """One run: task x method x protocol x seed -> a Sacred run -> one Parquet row in the registry.
 
-    resolve config (errors before anything is written) -> load and verify data -> seed
+    resolve config and check every output location (errors before anything is written)
+    -> lock runs/<id>/ -> load and verify data -> seed -> resume from runs/<id>/checkpoint.pt if any
     -> train (bench/train.py) inside a Sacred run -> registry row (bench/results.py)
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
-import shutil
 import subprocess
+import sys
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from bench import config as config_mod
 from bench import plugins, results, seeding
+from bench.checkpoint import Checkpoint, RunLock, StopSignal
 from bench.data import REPO, default_data_dir
 from bench.errors import UsageError
 from bench.train import train
+
+SCHEMA_VERSION = 2
 
 
 def pick_device(name: str) -> torch.device:
@@ -32,17 +39,49 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def runs_root() -> Path:
+    """Sacred logs, checkpoints and locks: $BENCH_RUNS, else ./runs (git-ignored)."""
+    return Path(os.environ.get("BENCH_RUNS") or REPO / "runs")
+
+
+def _git(*args) -> str:
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the code; changes under registry/ and reports/ do not count as dirty."""
+    """(commit, dirty) of the code; changes under registry/ and reports/ do not count as dirty,
+    untracked files elsewhere do (a new method file is code the commit does not contain)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                 ":!registry", ":!reports"], cwd=REPO, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        return commit, bool(status)
+        status = _git("status", "--porcelain", "--untracked-files=all", "--", ".", ":!registry", ":!reports")
+        return _git("rev-parse", "HEAD"), bool(status)
     except (OSError, subprocess.CalledProcessError):
         return "unknown", True
+
+
+def plugin_files(task, method, cfg) -> list[Path]:
+    """The source files of the task, the method and every method it wraps."""
+    names = [method.name] + [v for k, v in cfg.items() if k.endswith("base") and isinstance(v, str)]
+    modules = {type(task).__module__} | {plugins.get_method(n).module for n in names if n in plugins.list_methods()}
+    return sorted({Path(sys.modules[m].__file__).resolve() for m in modules
+                   if m in sys.modules and getattr(sys.modules[m], "__file__", None)})
+
+
+def plugin_provenance(files: list[Path]) -> tuple[str, bool]:
+    """({file: sha256} as JSON, dirty): a file outside the repository or not committed is dirty."""
+    digests, dirty = {}, False
+    for f in files:
+        try:
+            name = str(f.relative_to(REPO))
+            tracked = subprocess.run(["git", "ls-files", "--error-unmatch", name], cwd=REPO,
+                                     capture_output=True).returncode == 0
+            changed = tracked and bool(_git("status", "--porcelain", "--", name))
+            dirty |= not tracked or changed
+        except ValueError:
+            name, dirty = str(f), True
+        except (OSError, subprocess.CalledProcessError):
+            name, dirty = str(f), True
+        digests[name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return json.dumps(digests, sort_keys=True), dirty
 
 
 def make_run_id(task: str, method: str, protocol: str, seed: int, device: str, cfg_hash: str) -> str:
@@ -51,44 +90,65 @@ def make_run_id(task: str, method: str, protocol: str, seed: int, device: str, c
 
 def prepare(task_name, method_name, protocol, overrides, data_dir=None):
     """Resolve plugins, config and data: every user error surfaces here, before any write."""
-    from bench.fastcell import impl_mode
-    impl_mode()                      # a bad BENCH_RNN_IMPL is a user error, raised before any write
-    task = plugins.get_task(task_name)
-    method = plugins.get_method(method_name)
-    cfg = config_mod.resolve(task, method, protocol, overrides)
+    task, method, cfg = resolve(task_name, method_name, protocol, overrides)
     data = task.load(Path(data_dir or default_data_dir()), cfg)
     return task, method, cfg, data
 
 
-def execute(task, method, cfg, data, seed: int, device: torch.device, log=None, progress=None) -> dict:
-    """Seed, train, evaluate; return the metrics part of a registry row."""
+def resolve(task_name, method_name, protocol, overrides):
+    task = plugins.get_task(task_name)
+    method = plugins.get_method(method_name)
+    return task, method, config_mod.resolve(task, method, protocol, overrides)
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Raise a UsageError naming `folder` unless it is (or can be created as) a writable folder;
+    creates nothing."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        problem = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    else:
+        return
+    raise UsageError(f"the {what} folder {folder} cannot be written ({problem}); fix it or point the "
+                     f"matching BENCH_* variable elsewhere")
+
+
+def execute(task, method, cfg, data, seed: int, device: torch.device, log=None, progress=None,
+            checkpoint=None, stop=None, max_steps: int = 0, impl: str = "auto", echo=print) -> dict:
+    """Seed, train, evaluate; return the metrics part of a registry row (curves included)."""
     derived = seeding.derive_seed(cfg.base_seed, task.name, method.name, seed)
     rng = seeding.seed_everything(derived)
     t0 = time.perf_counter()
-    res = train(task, method, cfg, data, device, rng, log=log or (lambda *a: None), progress=progress)
-    wall = time.perf_counter() - t0
+    res = train(task, method, cfg, data, device, rng, log=log or (lambda *a: None), progress=progress,
+                checkpoint=checkpoint, stop=stop, max_steps=max_steps, impl=impl, echo=echo)
+    wall = res.history[-1]["wall_s"] if res.history else time.perf_counter() - t0
+    curve = lambda key: [float(h[key]) for h in res.history]
     return dict(derived_seed=derived, status=res.status, valid=res.valid, test=res.test,
                 best_epoch=res.best_epoch, epochs=res.epochs, params=res.params, wall_s=wall,
-                tokens_per_s=res.tokens / res.train_s if res.train_s > 0 else 0.0, rnn_path=res.rnn_path)
+                tokens_per_s=res.tokens / res.train_s if res.train_s > 0 else 0.0, rnn_path=res.rnn_path,
+                curve_train_loss=curve("train_loss"), curve_valid=curve("valid"),
+                curve_valid_loss=curve("valid_loss"), curve_lr=curve("lr"), curve_wall_s=curve("wall_s"),
+                probe_loss=[float(x) for x in res.probe],
+                metric_signature=res.test_extras.get(f"{task.metric}_signature", ""))
 
 
-def run_sacred(run_id: str, cfg: dict, body, runs_dir: Path):
-    """Run `body(log)` as a Sacred run with id `run_id`, observed into runs_dir/run_id."""
+def run_sacred(run_id: str, sacred_id: str, cfg: dict, body, folder: Path):
+    """Run `body(log)` as a Sacred run named `run_id` with id `sacred_id`, observed into `folder`."""
     import warnings
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")  # sacred 0.8.7 imports it
-    from sacred import Experiment, SETTINGS
+    from sacred import SETTINGS, Experiment
     from sacred.observers import FileStorageObserver
     from sacred.utils import apply_backspaces_and_linefeeds
     SETTINGS.CAPTURE_MODE = "sys"
     SETTINGS.DISCOVER_SOURCES = "none"
     SETTINGS.DISCOVER_DEPENDENCIES = "none"
-    old = Path(runs_dir) / run_id
-    if old.exists():             # a failed earlier attempt of the same run; its log is replaced
-        shutil.rmtree(old)
     ex = Experiment(run_id, interactive=True, save_git_info=False)
     ex.captured_out_filter = apply_backspaces_and_linefeeds
     ex.add_config({k: v for k, v in cfg.items() if k != "seed"})
-    ex.observers.append(FileStorageObserver(str(runs_dir)))
+    ex.observers.append(FileStorageObserver(str(folder)))
     holder = {}
 
     @ex.main
@@ -96,32 +156,63 @@ def run_sacred(run_id: str, cfg: dict, body, runs_dir: Path):
         holder["result"] = body(_run.log_scalar)
         return holder["result"]
 
-    ex.run(options={"--id": run_id, "--loglevel": "WARNING"})
+    ex.run(options={"--id": sacred_id, "--loglevel": "WARNING"})
     return holder["result"]
+
+
+@dataclass
+class Outcome:
+    row: dict
+    path: Path
+    new: bool               # False: the run was already registered, nothing was trained
 
 
 def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: str = "auto",
         overrides: dict | None = None, registry: Path | None = None, runs_dir: Path | None = None,
-        data_dir=None, progress=None) -> tuple[dict, Path]:
-    """Train and evaluate one run and add it to the registry. Returns (row, parquet path)."""
+        data_dir=None, progress=None, echo=print) -> Outcome:
+    """Train and evaluate one run (resuming its checkpoint) and add it to the registry."""
+    from bench.fastcell import impl_mode
     overrides = overrides or {}
-    registry = registry or results.REGISTRY
-    runs_dir = runs_dir or Path(os.environ.get("BENCH_RUNS") or REPO / "runs")   # Sacred logs, git-ignored
-    task, method, cfg, data = prepare(task_name, method_name, protocol, overrides, data_dir)
+    registry = Path(registry or results.registry_path())
+    runs_dir = Path(runs_dir or runs_root())
+    impl = impl_mode()                      # a bad BENCH_RNN_IMPL is a user error, raised before any write
+    task, method, cfg = resolve(task_name, method_name, protocol, overrides)
     dev = pick_device(device)
     seeding.set_threads()
     cfg_hash = config_mod.config_hash(cfg)
     run_id = make_run_id(task.name, method.name, protocol, seed, dev.type, cfg_hash)
     existing = results.find_run(registry, run_id)
     if existing:
-        raise UsageError(f"run {run_id} is already registered ({existing}); use another SEED, "
-                         f"or delete that file to re-run it")
+        return Outcome(results.read_row(existing), existing, new=False)
+    results.read_registry(registry)         # a corrupt registry is reported now, not after training
+    check_writable(registry, "registry")
+    folder = runs_dir / run_id
+    check_writable(folder, "runs")
+    data = task.load(Path(data_dir or default_data_dir()), cfg)
     commit, dirty = git_state()
-    metrics = run_sacred(run_id, cfg, lambda log: execute(task, method, cfg, data, seed, dev, log, progress),
-                         runs_dir)
-    row = dict(run_id=run_id, task=task.name, method=method.name, protocol=protocol, seed=seed,
-               metric=task.metric, higher_is_better=task.higher_is_better, valid_metric=task.valid_metric,
-               **metrics, **seeding.fingerprint(dev), git_commit=commit, git_dirty=dirty,
-               config_hash=cfg_hash, config_json=json.dumps(cfg, sort_keys=True),
-               finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-    return row, results.write_row(registry, row)
+    plugin_sha, plugin_dirty = plugin_provenance(plugin_files(task, method, cfg))
+    with RunLock(folder), StopSignal() as stop:
+        ckpt = Checkpoint(folder / "checkpoint.pt", echo=echo)
+        if os.environ.get("FRESH") == "1":
+            ckpt.delete()
+        saved = ckpt.load()
+        sacred_id = run_id if saved is None else f"{run_id}.resume-e{saved['loop']['epoch']}-b{saved['loop']['batch']}"
+        if saved is not None:
+            echo(f"resuming {run_id} at epoch {saved['loop']['epoch']}")
+        del saved
+        sacred_dir = folder / "sacred"
+        if (sacred_dir / sacred_id).exists():          # an earlier attempt that stopped at the same point
+            (sacred_dir / sacred_id).rename(sacred_dir / f"{sacred_id}.{uuid.uuid4().hex[:6]}")
+        metrics = run_sacred(run_id, sacred_id, cfg, lambda log: execute(
+            task, method, cfg, data, seed, dev, log, progress, checkpoint=ckpt, stop=stop, impl=impl, echo=echo),
+            sacred_dir)
+        row = dict(schema_version=SCHEMA_VERSION, run_id=run_id, task=task.name, method=method.name,
+                   protocol=protocol, seed=seed, metric=task.metric, higher_is_better=task.higher_is_better,
+                   valid_metric=task.valid_metric, **metrics, **seeding.fingerprint(dev), git_commit=commit,
+                   git_dirty=dirty or plugin_dirty, plugin_sha256=plugin_sha, config_hash=cfg_hash,
+                   config_json=json.dumps(cfg, sort_keys=True),
+                   finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+        path = results.write_row(registry, row)
+        if os.environ.get("KEEP_CKPT") != "1":
+            ckpt.delete()
+    return Outcome(row, path, new=True)

@@ -1,16 +1,20 @@
-"""Seed verification: re-run registered runs and check that their metrics come out the same.
+"""Seed verification: replay registered runs and check that they come out the same.
 
-A row is re-run when its protocol is in its task's `cpu_protocols`. It is re-run on the CPU from its
-stored `config_json` with its seed, with the reference cell if the row was trained with it. Where the environment fingerprint (torch version, device,
-CPU capability, thread count) equals the row's, the metrics must match exactly (bitwise); elsewhere
-within a relative tolerance of REL_TOL, since other kernels round differently.
+A row whose protocol is in its task's `cpu_protocols` (smoke) is re-run in full: status, valid,
+test and every learning curve must match. Any other row (hours of training) is verified by replaying
+its first optimizer steps and comparing their training losses (`probe_loss`). Both run on the CPU
+from the row's stored `config_json` and seed, on the rnn path the row recorded.
+
+Exact (bitwise) equality is required when the fingerprint matches: torch version, thread count,
+numerics mode and dependency lock, and under native numerics also the CPU model and its ISA
+(portable numerics give the same bits on every x86-64 host). Elsewhere the values must agree within
+a relative tolerance of REL_TOL. A row that cannot be verified is listed with its reason; only
+absent data is not a failure.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -18,10 +22,13 @@ import torch
 from bench import config as config_mod
 from bench import plugins, results, seeding
 from bench.data import default_data_dir
+from bench.errors import UsageError
 from bench.runner import execute
 
 REL_TOL = 1e-3
-FINGERPRINT_KEYS = ("torch_version", "device", "cpu_capability", "threads")
+FINGERPRINT_KEYS = ("torch_version", "device", "threads", "numerics", "lock_sha256")
+NATIVE_KEYS = ("cpu_model", "cpu_isa", "cpu_capability")
+CURVES = ("curve_train_loss", "curve_valid", "curve_valid_loss", "curve_lr")
 
 
 def _close(a: float, b: float, exact: bool) -> bool:
@@ -30,56 +37,89 @@ def _close(a: float, b: float, exact: bool) -> bool:
     return a == b if exact else abs(a - b) <= REL_TOL * max(abs(a), abs(b))
 
 
-@contextlib.contextmanager
-def _env(key: str, value: str):
-    old = os.environ.get(key)
-    os.environ[key] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key)
-        else:
-            os.environ[key] = old
+def _all_close(a, b, exact: bool) -> bool:
+    return len(a) == len(b) and all(_close(float(x), float(y), exact) for x, y in zip(a, b))
+
+
+def same_fingerprint(row, fp: dict) -> bool:
+    keys = FINGERPRINT_KEYS + (() if fp["numerics"] == "portable" else NATIVE_KEYS)
+    return all(str(fp[k]) == str(getattr(row, k)) for k in keys)
+
+
+def impl_for(rnn_path: str) -> str:
+    """The reference cell where the row ran it (the fast cell rounds differently), else auto."""
+    names = {n for part in rnn_path.split() for n in part.rpartition(":")[2].split(",")}
+    return "reference" if "cell" in names else "auto"
+
+
+def full_rerun(row) -> bool:
+    return row.protocol in plugins.get_task(row.task).cpu_protocols
 
 
 def verify_row(row, data_dir) -> dict:
+    """{run_id, mode, exact, ok, detail}; raises UsageError when the row cannot be replayed here."""
     task, method = plugins.get_task(row.task), plugins.get_method(row.method)
     cfg = config_mod.Config(json.loads(row.config_json))
+    data = task.load(Path(data_dir), cfg)
     dev = torch.device("cpu")
-    fp = seeding.fingerprint(dev)
-    exact = all(str(fp[k]) == str(getattr(row, k)) for k in FINGERPRINT_KEYS)
-    # a row trained with the reference cell is re-run with it (the fast cell rounds differently)
-    impl = "reference" if "cell" in row.rnn_path.split(",") else os.environ.get("BENCH_RNN_IMPL", "auto")
-    with _env("BENCH_RNN_IMPL", impl):
-        got = execute(task, method, cfg, task.load(Path(data_dir), cfg), int(row.seed), dev, progress=False)
-    exact = exact and got["rnn_path"] == row.rnn_path
-    ok = (got["status"] == row.status and _close(got["valid"], row.valid, exact)
-          and _close(got["test"], row.test, exact) and config_mod.config_hash(cfg) == row.config_hash)
-    return dict(run_id=row.run_id, exact=exact, ok=ok, valid=row.valid, valid_rerun=got["valid"],
-                test=row.test, test_rerun=got["test"])
+    exact = same_fingerprint(row, seeding.fingerprint(dev))
+    impl = impl_for(row.rnn_path)
+    if full_rerun(row):
+        got = execute(task, method, cfg, data, int(row.seed), dev, progress=False, impl=impl, echo=lambda s: None)
+        exact = exact and got["rnn_path"] == row.rnn_path
+        ok = (got["status"] == row.status and _close(got["valid"], row.valid, exact)
+              and _close(got["test"], row.test, exact)
+              and all(_all_close(got[c], getattr(row, c), exact) for c in CURVES if len(getattr(row, c))))
+        detail = f"test {row.test!r} -> {got['test']!r}, valid {row.valid!r} -> {got['valid']!r}"
+        mode = "full"
+    else:
+        want = list(row.probe_loss)
+        if not want:
+            return dict(run_id=row.run_id, mode="probe", exact=False, ok=False,
+                        detail="no probe_loss recorded (a schema-1 row of a long protocol); re-run it")
+        got = execute(task, method, cfg, data, int(row.seed), dev, progress=False, impl=impl,
+                      max_steps=len(want), echo=lambda s: None)
+        ok = _all_close(got["probe_loss"], want, exact)
+        detail = f"first {len(want)} step losses {want[:2]!r}... -> {got['probe_loss'][:2]!r}..."
+        mode = f"probe {len(want)} steps"
+    ok = ok and config_mod.config_hash(cfg) == row.config_hash
+    return dict(run_id=row.run_id, mode=mode, exact=exact, ok=ok, detail=detail)
 
 
-def verifiable(df):
-    keep = []
-    for r in df.itertuples():
-        try:
-            keep.append(r.protocol in plugins.get_task(r.task).cpu_protocols)
-        except Exception:
-            keep.append(False)
-    return df[keep] if len(df) else df
+def replay_mode(row_numerics: str) -> str:
+    """The numerics mode a row is replayed in: portable rows in portable mode, every other row
+    (native CPU rows, CUDA rows, schema-1 rows) with this CPU's native kernels."""
+    return "portable" if row_numerics == "portable" else "native"
 
 
-def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=print) -> list[dict]:
+def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=print,
+               numerics: str | None = None) -> list[dict]:
+    """Verify every row (or those whose id contains `only`, or whose replay mode is `numerics`).
+    Rows that cannot be replayed are returned with ok=False and a reason, or skipped=True when only
+    their data is absent."""
     seeding.set_threads()
-    df = verifiable(results.read_registry(registry or results.REGISTRY))
+    df = results.read_registry(registry)
     if only:
         df = df[df.run_id.str.contains(only, regex=False)]
-    out = []
+    if numerics:
+        df = df[[replay_mode(n) == numerics for n in df.numerics]]
+    data_dir = data_dir or default_data_dir()
+    out, data_status = [], {}
     for row in df.itertuples():
-        r = verify_row(row, data_dir or default_data_dir())
-        mode = "exact" if r["exact"] else f"rel.tol {REL_TOL:g}"
-        echo(f"{'OK  ' if r['ok'] else 'FAIL'} {r['run_id']}  [{mode}] test {r['test']!r} -> {r['test_rerun']!r}, "
-             f"valid {r['valid']!r} -> {r['valid_rerun']!r}")
+        try:
+            if row.task not in data_status:
+                data_status[row.task] = plugins.get_task(row.task).data_status(Path(data_dir))
+            status = data_status[row.task]
+            if status != "ok":
+                r = dict(run_id=row.run_id, mode="-", exact=False, ok=True, skipped=True,
+                         detail=f"not verified: data absent ({status})")
+            else:
+                r = verify_row(row, data_dir)
+        except UsageError as exc:
+            r = dict(run_id=row.run_id, mode="-", exact=False, ok=False, detail=f"cannot verify: {exc}")
+        r.setdefault("skipped", False)
+        tag = "SKIP" if r["skipped"] else ("OK  " if r["ok"] else "FAIL")
+        how = "" if r["skipped"] else f" [{r['mode']}, {'exact' if r['exact'] else f'rel.tol {REL_TOL:g}'}]"
+        echo(f"{tag} {r['run_id']}{how} {r['detail']}")
         out.append(r)
     return out

@@ -66,10 +66,7 @@ def registry(tmp_path):
 @pytest.fixture(autouse=True)
 def _never_touch_the_committed_registry(tmp_path_factory, monkeypatch):
     """Safety net: whatever a test forgets to redirect lands in tmp, not in registry/ or reports/."""
-    from bench import leaderboard, results
     scratch = tmp_path_factory.mktemp("scratch")
-    monkeypatch.setattr(results, "REGISTRY", scratch / "registry")
-    monkeypatch.setattr(leaderboard, "REPORT", scratch / "reports" / "LEADERBOARD.md")
     monkeypatch.setenv("BENCH_REGISTRY", str(scratch / "registry"))
     monkeypatch.setenv("BENCH_REPORTS", str(scratch / "reports"))
     monkeypatch.setenv("BENCH_RUNS", str(scratch / "runs"))

@@ -67,8 +67,9 @@ def test_example_plugin_from_a_folder_runs_end_to_end(tmp_path, tiny_lm):
     plugins.load_directory(str(folder))
     try:
         from bench import runner
-        row, _ = runner.run(tiny_lm[0].name, "my_dropout", "smoke", device="cpu", registry=tmp_path / "reg2",
-                            runs_dir=tmp_path / "runs", data_dir=tiny_lm[1], progress=False)
+        row = runner.run(tiny_lm[0].name, "my_dropout", "smoke", device="cpu", registry=tmp_path / "reg2",
+                         runs_dir=tmp_path / "runs", data_dir=tiny_lm[1], progress=False).row
+        assert row["git_dirty"]                  # an out-of-tree plugin is not in any commit
         assert row["status"] == "ok" and row["rnn_path"] != "fused"
     finally:
         plugins.unregister("method", "my_dropout")

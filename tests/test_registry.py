@@ -15,6 +15,10 @@ def make_row(run_id="ptb.zaremba.smoke.s0.cpu.deadbeef", **kw):
                device="cpu", device_name="cpu", cuda_version="", cpu_capability="AVX2", threads=2,
                rnn_path="fused", torch_version="2.13.0", git_commit="abc123", git_dirty=False,
                config_hash="ff" * 8, config_json="{}", finished_at="2026-01-01T00:00:00+00:00")
+    # schema-2 columns (ignored by a schema that lacks them)
+    row.update(schema_version=2, metric_signature="", curve_train_loss=[], curve_valid=[], curve_valid_loss=[],
+               curve_lr=[], curve_wall_s=[], probe_loss=[], cpu_vendor="", cpu_model="", cpu_isa="",
+               numerics="", lock_sha256="", plugin_sha256="")
     row.update(kw)
     return row
 

@@ -1,47 +1,128 @@
+import json
+from types import SimpleNamespace
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench import runner, verify
+from bench import results, runner, seeding, verify
+from bench.cli import main
 
 
-def test_verify_seeds_passes_then_catches_a_changed_metric(tiny_lm, tmp_path):
-    task, root = tiny_lm
-    row, path = runner.run(task.name, "gal", "smoke", device="cpu", registry=tmp_path / "reg",
-                           runs_dir=tmp_path / "runs", data_dir=root, progress=False)
-    runner.run(task.name, "zaremba", "equal", device="cpu", registry=tmp_path / "reg", runs_dir=tmp_path / "runs",
-               data_dir=root, overrides={"epochs": "1", "hidden_size": "8", "emb_size": "8"}, progress=False)
-    lines = []
-    res = verify.verify_all(tmp_path / "reg", data_dir=root, echo=lines.append)
-    assert [r["run_id"] for r in res] == [row["run_id"]]       # the equal row is not CPU-feasible
-    assert res[0]["ok"] and res[0]["exact"] and lines[0].startswith("OK")
-    t = pq.read_table(path).to_pylist()[0]
-    t["test"] += 1e-9                                          # tamper with the recorded metric
+def rewrite(path, **changes):
+    """Tamper with a registered row (a stand-in for a row made elsewhere or edited by hand)."""
+    t = results.read_row(path)
+    t.update(changes)
     path.unlink()
-    pq.write_table(pa.Table.from_pylist([t], schema=pq.read_schema(next((tmp_path / "reg").glob("*/*/*zaremba*")))), path)
-    res = verify.verify_all(tmp_path / "reg", data_dir=root, echo=lines.append)
+    pq.write_table(pa.Table.from_pylist([t], schema=results.SCHEMA), path)
+
+
+def run(tiny_lm, tmp_path, method, protocol="smoke", **overrides):
+    task, root = tiny_lm
+    return runner.run(task.name, method, protocol, device="cpu", registry=tmp_path / "reg",
+                      runs_dir=tmp_path / "runs", data_dir=root, overrides=overrides)
+
+
+def test_full_rerun_passes_exactly_then_catches_a_changed_metric(tiny_lm, tmp_path):
+    out = run(tiny_lm, tmp_path, "gal")
+    lines = []
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lines.append)
+    assert [(r["run_id"], r["mode"], r["ok"], r["exact"]) for r in res] == [(out.row["run_id"], "full", True, True)]
+    assert lines[0].startswith("OK")
+    rewrite(out.path, test=out.row["test"] + 1e-9)
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lines.append)
     assert not res[0]["ok"] and lines[-1].startswith("FAIL")
 
 
+def test_a_changed_learning_curve_fails_a_full_rerun(tiny_lm, tmp_path):
+    out = run(tiny_lm, tmp_path, "zaremba")
+    curve = list(out.row["curve_train_loss"])
+    curve[0] += 1e-12
+    rewrite(out.path, curve_train_loss=curve)
+    assert not verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)[0]["ok"]
+
+
+def test_long_protocol_rows_are_verified_by_replaying_their_first_steps(tiny_lm, tmp_path):
+    out = run(tiny_lm, tmp_path, "zoneout", "equal", epochs="1", hidden_size="8", emb_size="8", bptt="8")
+    assert len(out.row["probe_loss"]) == 8
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)
+    assert res[0]["ok"] and res[0]["exact"] and res[0]["mode"] == "probe 8 steps"
+    probe = list(out.row["probe_loss"])
+    probe[-1] *= 1 + 1e-9
+    rewrite(out.path, probe_loss=probe)
+    assert not verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)[0]["ok"]
+
+
 def test_tolerance_applies_when_the_fingerprint_differs(tiny_lm, tmp_path):
-    task, root = tiny_lm
-    row, path = runner.run(task.name, "zaremba", "smoke", device="cpu", registry=tmp_path / "reg",
-                           runs_dir=tmp_path / "runs", data_dir=root, progress=False)
-    t = pq.read_table(path).to_pylist()[0]
-    t["threads"] += 7
-    t["test"] *= 1 + verify.REL_TOL / 10
-    schema = pq.read_schema(path)
-    path.unlink()
-    pq.write_table(pa.Table.from_pylist([t], schema=schema), path)
-    res = verify.verify_all(tmp_path / "reg", data_dir=root, echo=lambda s: None)
+    out = run(tiny_lm, tmp_path, "zaremba")
+    rewrite(out.path, threads=out.row["threads"] + 7, test=out.row["test"] * (1 + verify.REL_TOL / 10))
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)
     assert res[0]["ok"] and not res[0]["exact"]
 
 
+def test_portable_numerics_ignore_the_cpu_model_native_numerics_do_not():
+    fp = seeding.fingerprint(__import__("torch").device("cpu"))
+    other_cpu = SimpleNamespace(**dict(fp, cpu_model="Some Other CPU", cpu_isa="avx2"))
+    assert verify.same_fingerprint(other_cpu, dict(fp, numerics="portable")) == (
+        all(str(fp[k]) == str(getattr(other_cpu, k)) for k in verify.FINGERPRINT_KEYS))
+    native = dict(fp, numerics="native")
+    assert not verify.same_fingerprint(SimpleNamespace(**dict(native, cpu_model="Some Other CPU")), native)
+    assert verify.same_fingerprint(SimpleNamespace(**native), native)
+
+
 def test_rows_trained_with_the_reference_cell_are_rerun_with_it(tiny_lm, tmp_path, monkeypatch):
-    task, root = tiny_lm
     monkeypatch.setenv("BENCH_RNN_IMPL", "reference")
-    row, _ = runner.run(task.name, "naive", "smoke", device="cpu", registry=tmp_path / "reg",
-                        runs_dir=tmp_path / "runs", data_dir=root, progress=False)
-    assert row["rnn_path"] == "cell"
+    out = run(tiny_lm, tmp_path, "naive")
+    assert out.row["rnn_path"] == "cell"
     monkeypatch.setenv("BENCH_RNN_IMPL", "auto")
-    res = verify.verify_all(tmp_path / "reg", data_dir=root, echo=lambda s: None)
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)
     assert res[0]["ok"] and res[0]["exact"]
+
+
+def test_reference_cell_is_found_in_every_path_format():
+    assert verify.impl_for("cell") == "reference"
+    assert verify.impl_for("cell,fused") == "reference"
+    assert verify.impl_for("enc:cell dec:cell") == "reference"     # translation's format
+    assert verify.impl_for("enc:fused dec:fast,fused") == "auto"
+
+
+def test_unverifiable_rows_are_listed_with_their_reason(tiny_lm, tmp_path, capsys, monkeypatch):
+    out = run(tiny_lm, tmp_path, "zaremba")
+    row = results.read_row(out.path)
+    row.update(task="no-such-task", run_id="no-such-task.x")
+    pq.write_table(pa.Table.from_pylist([row], schema=results.SCHEMA),
+                   tmp_path / "reg" / "tinylm" / "zaremba" / "no-such-task.x.parquet")
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)
+    bad = [r for r in res if not r["ok"]]
+    assert [r["run_id"] for r in bad] == ["no-such-task.x"] and "unknown task" in bad[0]["detail"]
+    assert [r["ok"] for r in child_summary(tmp_path, monkeypatch, tiny_lm[1])] == [False, True]
+
+
+def test_rows_whose_data_is_absent_are_skipped_not_failed(tiny_lm, tmp_path, capsys, monkeypatch):
+    run(tiny_lm, tmp_path, "zaremba")
+    res = verify.verify_all(tmp_path / "reg", data_dir=tmp_path / "empty", echo=lambda s: None)
+    assert res[0]["skipped"] and res[0]["ok"] and "data absent" in res[0]["detail"]
+    assert [r["skipped"] for r in child_summary(tmp_path, monkeypatch, tmp_path / "empty")] == [True]
+
+
+def child_summary(tmp_path, monkeypatch, data_dir) -> list[dict]:
+    """`verify-seeds` runs one child process per numerics mode; here the child, in-process."""
+    monkeypatch.setenv("BENCH_REGISTRY", str(tmp_path / "reg"))
+    summary = tmp_path / "summary.json"
+    assert main(["--data-dir", str(data_dir), "verify-seeds", "--numerics", "portable",
+                 "--summary", str(summary)]) == 0
+    return json.loads(summary.read_text())
+
+
+def test_each_numerics_mode_is_replayed_in_its_own_mode(tiny_lm, tmp_path):
+    out = run(tiny_lm, tmp_path, "zaremba")
+    assert out.row["numerics"] == "portable"          # the test process runs with portable numerics
+    rewrite(out.path, numerics="native")
+    assert verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], numerics="portable", echo=print) == []
+    assert [r["run_id"] for r in verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], numerics="native",
+                                                    echo=lambda s: None)] == [out.row["run_id"]]
+    assert verify.replay_mode("") == "native" and verify.replay_mode("cuda-deterministic") == "native"
+
+
+def test_config_json_is_the_config_that_ran(tiny_lm, tmp_path):
+    out = run(tiny_lm, tmp_path, "zaremba", lr="0.5")
+    assert json.loads(out.row["config_json"])["lr"] == 0.5

@@ -1,0 +1,139 @@
+"""Checkpoints of a run in progress, the stop signal, and the one-process-per-run lock.
+
+A checkpoint is a snapshot at a step boundary (an epoch end, or mid-epoch after SIGTERM/SIGINT):
+everything `bench/train.py` needs to continue bit for bit (model, optimizer, NT-ASGD average, best
+weights, history, counters, the carried LM state, and the RNG states of python, numpy, torch CPU and
+CUDA and the task's numpy Generator). Written atomically: temp file, fsync, rename.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.errors import UsageError
+
+
+class Interrupted(Exception):
+    """The run stopped on a signal after writing its checkpoint."""
+
+    def __init__(self, path: Path, epoch: int, step: int):
+        super().__init__(f"stopped at epoch {epoch}, step {step}; checkpoint {path}")
+        self.path, self.epoch, self.step = path, epoch, step
+
+
+def rng_states(rng: np.random.Generator) -> dict:
+    return dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                task=rng.bit_generator.state)
+
+
+def set_rng_states(states: dict, rng: np.random.Generator | None = None) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    if rng is not None:
+        rng.bit_generator.state = states["task"]
+
+
+class Checkpoint:
+    """runs/<run_id>/checkpoint.pt. `load` returns None when there is none; an unreadable file is
+    reported by path and ignored (the run starts over), never fatal."""
+
+    def __init__(self, path: Path, echo=print):
+        self.path = Path(path)
+        self.echo = echo
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            return torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            self.echo(f"warning: checkpoint {self.path} is unreadable ({type(exc).__name__}: {exc}); "
+                      f"starting the run from scratch")
+            return None
+
+    def save(self, state: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def delete(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class StopSignal:
+    """While active, SIGTERM/SIGINT only set `requested`; the trainer finishes its step, writes a
+    checkpoint and raises Interrupted. A second signal restores the default behaviour."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+    def __enter__(self):
+        for s in self.SIGNALS:
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:               # not the main thread: signals stay as they are
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
+
+
+class RunLock:
+    """An exclusive lock on runs/<run_id>/lock for the life of the process (released by the kernel
+    even on SIGKILL). A second process for the same run id is refused at once."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / "lock"
+        self._fd = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise UsageError(f"run {self.path.parent.name} is already running (pid {holder}, lock "
+                             f"{self.path}); wait for it to finish, or stop that process") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+

@@ -1,0 +1,175 @@
+"""Checkpoint and resume: a run killed (SIGKILL) after a checkpoint, or stopped by SIGTERM mid-epoch,
+ends with the same row, bit for bit, as an uninterrupted run; one run id, one process."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import results, runner
+from bench.checkpoint import Checkpoint, RunLock
+from bench.errors import UsageError
+
+REPO = Path(__file__).resolve().parent.parent
+# everything a row holds that depends on the computation (not on the clock or the attempt)
+COMPARED = ("status", "valid", "test", "best_epoch", "epochs", "params", "rnn_path", "curve_train_loss",
+            "curve_valid", "curve_valid_loss", "curve_lr", "probe_loss", "derived_seed", "config_hash")
+
+PLUGIN = '''
+import os
+from pathlib import Path
+from bench.data import DATASETS, DataFile, DatasetSpec, register_dataset
+from bench.plugins import register_task
+from tasks.lm import LanguageModelling
+import hashlib, gzip
+root = Path(os.environ["BENCH_DATA"]) / "resumelm"
+files = []
+for name in ("train.txt", "valid.txt", "test.txt"):
+    gz = (root / (name + ".gz")).read_bytes()
+    files.append(DataFile(name, hashlib.sha256(gz).hexdigest(), hashlib.sha256(gzip.decompress(gz)).hexdigest()))
+register_dataset(DatasetSpec(name="resumelm", files=tuple(files), url="file:///fixture"))
+register_task(LanguageModelling("resumelm", "resumelm", ("train.txt", "valid.txt", "test.txt"), "resume fixture"))
+'''
+SET = ["epochs=4", "hidden_size=48", "emb_size=48", "train_tokens=0", "eval_tokens=0", "bptt=10"]
+
+
+@pytest.fixture
+def resume_env(tmp_path, monkeypatch):
+    from conftest import tiny_corpus, write_dataset
+    data = tmp_path / "data"
+    vocab_line = " " + " ".join(f"w{i}" for i in range(40)) + " \n"
+    write_dataset(data, "resumelm", {"train.txt": vocab_line + tiny_corpus(1, 1500),
+                                     "valid.txt": tiny_corpus(2, 100), "test.txt": tiny_corpus(3, 100)})
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "resumelm.py").write_text(textwrap.dedent(PLUGIN))
+    env = dict(os.environ, BENCH_DATA=str(data), BENCH_PLUGINS=str(plugins), BENCH_THREADS="1",
+               BENCH_REGISTRY=str(tmp_path / "reg"), BENCH_RUNS=str(tmp_path / "runs"),
+               BENCH_REPORTS=str(tmp_path / "reports"), PYTHONUNBUFFERED="1")
+    env.pop("FRESH", None)
+    env.pop("KEEP_CKPT", None)
+    return env, tmp_path
+
+
+def cmd(method="zoneout"):
+    sets = [a for s in SET for a in ("--set", s)]
+    return [sys.executable, "-m", "bench", "run", "--task", "resumelm", "--method", method,
+            "--protocol", "smoke", "--seeds", "0", "--device", "cpu", "--no-leaderboard", *sets]
+
+
+def only_row(registry: Path) -> dict:
+    files = list(registry.glob("*/*/*.parquet"))
+    assert len(files) == 1, files
+    return results.read_row(files[0])
+
+
+def reference_row(env, tmp_path, method="zoneout") -> dict:
+    ref_env = dict(env, BENCH_REGISTRY=str(tmp_path / "ref-reg"), BENCH_RUNS=str(tmp_path / "ref-runs"))
+    subprocess.run(cmd(method), env=ref_env, check=True, cwd=REPO, capture_output=True)
+    return only_row(tmp_path / "ref-reg")
+
+
+def wait_for(path: Path, proc, timeout=120.0):
+    t0 = time.monotonic()
+    while not path.exists():
+        assert proc.poll() is None, "the run ended before writing its first checkpoint"
+        assert time.monotonic() - t0 < timeout
+        time.sleep(0.01)
+
+
+def assert_same(a: dict, b: dict):
+    for k in COMPARED:
+        assert a[k] == b[k], (k, a[k], b[k])
+
+
+def test_sigkill_after_first_checkpoint_then_resume_is_bitwise_equal(resume_env):
+    env, tmp = resume_env
+    ref = reference_row(env, tmp)
+    proc = subprocess.Popen(cmd(), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = next_run_dir(tmp / "runs", proc)
+    wait_for(run_dir / "checkpoint.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list((tmp / "reg").glob("*/*/*.parquet"))
+    out = subprocess.run(cmd(), env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "resuming resumelm.zoneout.smoke.s0" in out and "at epoch 2" in out
+    row = only_row(tmp / "reg")
+    assert_same(row, ref)
+    assert len(row["curve_valid"]) == 4 and not (run_dir / "checkpoint.pt").exists()   # deleted when done
+
+
+def next_run_dir(runs: Path, proc, timeout=60.0) -> Path:
+    t0 = time.monotonic()
+    while not (runs.exists() and [p for p in runs.iterdir() if p.is_dir()]):
+        assert proc.poll() is None and time.monotonic() - t0 < timeout
+        time.sleep(0.01)
+    return next(p for p in runs.iterdir() if p.is_dir())
+
+
+def test_sigterm_mid_epoch_checkpoints_exits_3_and_resumes_bitwise(resume_env):
+    env, tmp = resume_env
+    ref = reference_row(env, tmp, "curriculum")
+    proc = subprocess.Popen(cmd("curriculum"), env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run_dir = next_run_dir(tmp / "runs", proc)
+    wait_for(run_dir / "checkpoint.pt", proc)       # past epoch 1: stop somewhere inside epoch 2
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert "interrupted" in err and "Resume with the same command" in err
+    saved = Checkpoint(run_dir / "checkpoint.pt").load()
+    assert saved["loop"]["epoch"] >= 2
+    subprocess.run(cmd("curriculum"), env=env, cwd=REPO, check=True, capture_output=True)
+    assert_same(only_row(tmp / "reg"), ref)
+
+
+def test_unreadable_checkpoint_is_reported_and_the_run_starts_over(resume_env):
+    env, tmp = resume_env
+    ref = reference_row(env, tmp, "zaremba")
+    run_id = ref["run_id"]
+    (tmp / "runs" / run_id).mkdir(parents=True)
+    (tmp / "runs" / run_id / "checkpoint.pt").write_bytes(b"truncated")
+    out = subprocess.run(cmd("zaremba"), env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert f"checkpoint {tmp / 'runs' / run_id / 'checkpoint.pt'} is unreadable" in out
+    assert_same(only_row(tmp / "reg"), ref)
+
+
+def test_keep_ckpt_keeps_it_and_fresh_starts_over(resume_env):
+    env, tmp = resume_env
+    subprocess.run(cmd("zaremba"), env=dict(env, KEEP_CKPT="1"), cwd=REPO, check=True, capture_output=True)
+    row = only_row(tmp / "reg")
+    ckpt = tmp / "runs" / row["run_id"] / "checkpoint.pt"
+    assert Checkpoint(ckpt).load()["loop"]["epoch"] == 5              # all 4 epochs done
+    (tmp / "reg" / "resumelm" / "zaremba" / f"{row['run_id']}.parquet").unlink()
+    out = subprocess.run(cmd("zaremba"), env=dict(env, FRESH="1"), cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    assert "resuming" not in out
+    assert_same(only_row(tmp / "reg"), row)
+
+
+def test_a_run_already_running_elsewhere_is_refused(tiny_lm, tmp_path):
+    task, root = tiny_lm
+    args = dict(registry=tmp_path / "reg", runs_dir=tmp_path / "runs", data_dir=root, device="cpu")
+    cfg = runner.resolve(task.name, "zaremba", "smoke", {})[2]
+    from bench.config import config_hash
+    run_id = runner.make_run_id(task.name, "zaremba", "smoke", 0, "cpu", config_hash(cfg))
+    with RunLock(tmp_path / "runs" / run_id):
+        with pytest.raises(UsageError, match="already running"):
+            runner.run(task.name, "zaremba", "smoke", **args)
+    assert not list((tmp_path / "reg").glob("*/*/*.parquet"))
+    assert runner.run(task.name, "zaremba", "smoke", **args).new      # the lock is free again
+
+
+def test_progress_lines_per_epoch(resume_env):
+    env, tmp = resume_env
+    out = subprocess.run(cmd("zaremba"), env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
+    lines = [l for l in out.splitlines() if l.startswith("epoch ")]
+    assert [l.split()[1] for l in lines] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all("train loss" in l and "valid ppl" in l and "lr" in l and "elapsed" in l and "ETA" in l for l in lines)
