@@ -1,6 +1,12 @@
-"""reports/LEADERBOARD.md from the registry: deterministic (same registry in, same bytes out)."""
+"""reports/LEADERBOARD.md from the registry: deterministic (same registry in, same bytes out).
+
+One line per (method, config, device) within each (protocol, task): rows of different configs or
+device kinds are never averaged together. Lines that still mix hardware, commits or dirty trees
+are marked, and the marks explained under the table.
+"""
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -8,83 +14,210 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
+from bench import config as config_mod
 from bench import plugins, results
 
-REPORT = Path(os.environ.get("BENCH_REPORTS") or Path(__file__).resolve().parent.parent / "reports") / "LEADERBOARD.md"
+REPO = Path(__file__).resolve().parent.parent
+
+# Marks after a method name, and what they mean (the footnote under the table).
+MARKS = {
+    "hardware": ("†", "mixes hardware: its seeds ran on more than one device model, CPU or setting "
+                      "(see `hardware`)."),
+    "commit": ("‡", "mixes commits: its seeds ran from more than one git commit (see `commit`)."),
+    "dirty": ("§", "dirty tree: at least one seed ran from a working tree with uncommitted changes."),
+}
+
+
+def default_report_path() -> Path:
+    """$BENCH_REPORTS/LEADERBOARD.md, else reports/LEADERBOARD.md; read at call time."""
+    return Path(os.environ.get("BENCH_REPORTS") or REPO / "reports") / "LEADERBOARD.md"
 
 
 def _fmt(x: float, digits: int = 2) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
-def hardware(group: pd.DataFrame) -> str:
-    """E.g. 'NVIDIA H200 (cuda 12.8)', 'cpu (AVX2, 2 threads)'; several when seeds differ."""
-    names = set()
-    for r in group.itertuples():
-        if r.device == "cuda":
-            names.add(f"{r.device_name} (CUDA {r.cuda_version})")
-        else:
-            names.add(f"CPU ({r.cpu_capability}, {r.threads} threads)")
-    return "; ".join(sorted(names))
+def _text(row, name: str) -> str:
+    """A string column of a row; '' when the column is absent (older registries) or empty."""
+    v = getattr(row, name, "")
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return str(v).strip()
+
+
+def hardware_of(row) -> str:
+    """E.g. 'NVIDIA H200 (CUDA 12.8)', 'CPU (AMD EPYC 7763, AVX2, 2 threads, portable numerics)'."""
+    if row.device == "cuda":
+        return f"{row.device_name} (CUDA {row.cuda_version})"
+    parts = [_text(row, "cpu_model"), row.cpu_capability, f"{row.threads} threads"]
+    if _text(row, "numerics"):
+        parts.append(f"{_text(row, 'numerics')} numerics")
+    return f"CPU ({', '.join(p for p in parts if p)})"
+
+
+def hardware(group: pd.DataFrame) -> list[str]:
+    """The distinct hardware strings of a group's rows, sorted."""
+    return sorted({hardware_of(r) for r in group.itertuples(index=False)})
+
+
+def ci95(values) -> tuple[float, float]:
+    """Student-t 95% confidence interval of the mean; (nan, nan) for fewer than 2 values."""
+    from scipy import stats
+    n = len(values)
+    if n < 2:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    s = pd.Series(values, dtype="float64").std(ddof=1)
+    half = stats.t.ppf(0.975, n - 1) * s / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def params_cell(group: pd.DataFrame) -> str:
+    """The model's parameter count, or its range when the group's rows differ."""
+    p = sorted({int(v) for v in group.params if not pd.isna(v)})
+    if not p:
+        return "—"
+    return f"{p[0]:,}" if len(p) == 1 else f"{p[0]:,}–{p[-1]:,}"
 
 
 def published(method: str, protocol: str, task: str):
+    """(the method's published numbers for this protocol and task or None, None), or (None, why
+    its spec cannot be loaded: the plugin's import error from plugins.import_errors())."""
     try:
         spec = plugins.get_method(method)
     except Exception:
-        return None
-    return spec.published.get((protocol, task))
+        errors = plugins.import_errors()
+        mine = [f"{k}: {v}" for k, v in sorted(errors.items()) if Path(k).stem.rsplit(".", 1)[-1] == method]
+        if mine:
+            return None, "; ".join(mine)
+        why = f"no loaded plugin registers method {method!r}"
+        if errors:
+            why += "; plugins that failed to import: " + "; ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
+        return None, why
+    return spec.published.get((protocol, task)), None
 
 
-def table_rows(df: pd.DataFrame, protocol: str, task: str) -> list[list[str]]:
+def default_hash(method: str, protocol: str, task: str) -> tuple[str | None, str | None]:
+    """(config hash of the protocol's default config for this method and task, None), or
+    (None, why it cannot be told)."""
+    try:
+        cfg = config_mod.resolve(plugins.get_task(task), plugins.get_method(method), protocol, {})
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    return config_mod.config_hash(cfg), None
+
+
+def _config(text) -> dict:
+    try:
+        cfg = json.loads(text) if isinstance(text, str) and text else {}
+    except ValueError:
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _value(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+
+
+def config_labels(df: pd.DataFrame) -> dict[str, str]:
+    """config_hash -> ' [key=value, ...]' naming the keys whose values differ among the configs of
+    one method ('' when it has one config); the short hash where the keys cannot tell them apart."""
+    first = df.sort_values("run_id").drop_duplicates("config_hash")
+    configs = {h: _config(j) for h, j in zip(first.config_hash, first.config_json)}
+    if len(configs) < 2:
+        return {h: "" for h in configs}
+    keys = sorted(k for k in set().union(*configs.values())
+                  if len({_value(c[k]) if k in c else None for c in configs.values()}) > 1)
+    labels = {h: ", ".join(f"{k}={_value(c[k]) if k in c else '—'}" for k in keys) for h, c in configs.items()}
+    clash = {lab for lab in labels.values() if list(labels.values()).count(lab) > 1}
+    return {h: " [" + ", ".join(filter(None, [lab, f"config={h[:8]}" if lab in clash else ""])) + "]"
+            for h, lab in labels.items()}
+
+
+def table_rows(df: pd.DataFrame, protocol: str, task: str) -> tuple[list[list[str]], list[str]]:
+    """The table's lines (best first) and its footnotes."""
     higher = bool(df.higher_is_better.iloc[0])
-    rows = []
-    for method, g in df.groupby("method", sort=True):
-        ok = g[g.status == "ok"]
-        mean = ok.test.mean() if len(ok) else math.nan
-        std = ok.test.std(ddof=1) if len(ok) > 1 else math.nan
-        vmean = ok.valid.mean() if len(ok) else math.nan
-        pub = published(method, protocol, task)
+    rows, used, notes = [], set(), []
+    for method in sorted(df.method.unique()):
+        mdf = df[df.method == method]
+        labels = config_labels(mdf)
+        pub, broken = published(method, protocol, task)
         pub_test = pub.get("test") if pub else None
-        diff = mean - pub_test if pub_test is not None and not math.isnan(mean) else math.nan
-        n_div = int((g.status != "ok").sum())
-        paths = ",".join(sorted(set(",".join(g.rnn_path).split(",")) - {""}))
-        rows.append([mean, method, f"{_fmt(mean)} ± {_fmt(std)}", _fmt(vmean), f"{len(ok)}" + (f" (+{n_div} diverged)" if n_div else ""),
-                     _fmt(pub_test) if pub_test is not None else "", _fmt(diff) if pub_test is not None else "",
-                     paths, hardware(g), ", ".join(sorted(set(c[:8] for c in g.git_commit)))])
-    rows.sort(key=lambda r: (math.isnan(r[0]), -r[0] if higher else r[0], r[1]))
-    return [r[1:] for r in rows]
+        default, unknown = default_hash(method, protocol, task) if pub_test is not None else (None, None)
+        if broken:
+            notes.append(f"`?` {method}: the published number is unknown because the method's plugin "
+                         f"could not be loaded ({broken}).")
+        elif unknown:
+            notes.append(f"{method}: the published number is shown on every line because the protocol's "
+                         f"default config could not be resolved ({unknown}).")
+        for (cfg_hash, device), g in mdf.groupby(["config_hash", "device"], sort=True, dropna=False):
+            ok = g[g.status == "ok"]
+            n = len(ok)
+            mean = ok.test.mean() if n else math.nan
+            std = ok.test.std(ddof=1) if n > 1 else math.nan
+            lo, hi = ci95(ok.test.tolist())
+            hw = hardware(g)
+            commits = sorted(set(c[:8] for c in g.git_commit))
+            marks = [m for m, hit in (("hardware", len(hw) > 1), ("commit", len(commits) > 1),
+                                      ("dirty", bool(g.git_dirty.any()))) if hit]
+            used.update(marks)
+            label = method + labels[cfg_hash] + (" " + "".join(MARKS[m][0] for m in marks) if marks else "")
+            shows_pub = pub_test is not None and (unknown is not None or cfg_hash == default)
+            pub_cell = "?" if broken else (_fmt(pub_test) if shows_pub else "")
+            diff = _fmt(mean - pub_test) if shows_pub else ""
+            n_div = int((g.status != "ok").sum())
+            paths = ",".join(sorted(set(",".join(g.rnn_path).split(",")) - {""}))
+            rows.append([mean, label, f"{_fmt(mean)} ± {_fmt(std)}",
+                         "—" if math.isnan(lo) else f"[{_fmt(lo)}, {_fmt(hi)}]",
+                         f"{n}" + (f" (+{n_div} diverged)" if n_div else ""), _fmt(ok.valid.mean() if n else math.nan),
+                         params_cell(g), pub_cell, diff, paths, "; ".join(hw), ", ".join(commits)])
+    rows.sort(key=lambda r: (math.isnan(r[0]), -r[0] if higher else r[0], r[1], r[10]))
+    marks = [f"{MARKS[m][0]} {MARKS[m][1]}" for m in MARKS if m in used]
+    return [r[1:] for r in rows], marks + notes
 
 
 def render(df: pd.DataFrame) -> str:
     out = ["# Leaderboard", "",
            "Generated by `make leaderboard` from `registry/`; do not edit by hand.",
-           "Each cell is the mean ± sample standard deviation of the test metric over seeds (`—` when a",
-           "single seed gives no spread); `valid` is the mean of the model-selection metric on the",
-           "validation split. `published` is the paper's number for the same protocol and `Δ` our mean",
-           "minus it. `hardware` says which device produced the rows, `rnn` which recurrent path ran",
-           "(`fused` LSTM kernel, `fast` per-step cell, its CUDA-`graph` replay, or the reference `cell`).",
-           "Lower is better for perplexity, higher for BLEU and accuracy. `smoke` rows check the plumbing",
-           "on tiny models: they are not results.",
+           "Each line is one method with one config on one kind of device: runs of different configs",
+           "(e.g. `SET=\"lr=0.5\"`) or of CPU and CUDA are never averaged together. Where a method has",
+           "several configs, the keys that differ between them follow its name, e.g. `zaremba [lr=0.5]`.",
+           "The test cell is the mean ± sample standard deviation over seeds that finished (`—` when a",
+           "single seed gives no spread), `95% CI` the Student-t 95% confidence interval of that mean,",
+           "and `n` the number of such seeds (plus those that diverged); `valid` is the mean of the",
+           "model-selection metric on the validation split and `params` the model's parameter count",
+           "(a range when the seeds differ). `published` is the paper's number for the same protocol",
+           "and `Δ` our mean minus it, shown only on lines that ran the protocol's default config (no",
+           "`SET` overrides); where that default cannot be resolved, on every line of the method, with a",
+           "note. `?` means the method's plugin failed to load, so its published number is unknown.",
+           "`hardware` says which device produced the rows (for CPUs the model, ISA, threads and numerics",
+           "mode where recorded), `rnn` which recurrent path ran (`fused` LSTM kernel, `fast` per-step",
+           "cell, its CUDA-`graph` replay, or the reference `cell`), `commit` the code's git commit(s).",
+           "Marks after a method: † its seeds mix hardware, ‡ they mix commits, § at least one ran from",
+           "a dirty working tree; each table's notes say which apply. Lower is better for perplexity,",
+           "higher for BLEU and accuracy. `smoke` rows check the plumbing on tiny models: they are not",
+           "results.",
            ""]
     if df.empty:
         return "\n".join(out + ["The registry is empty: run `make bench TASK=ptb METHOD=zaremba`.", ""])
+    df = df.sort_values("run_id", ignore_index=True)
     for protocol in sorted(df.protocol.unique()):
         for task in sorted(df[df.protocol == protocol].task.unique()):
             sub = df[(df.protocol == protocol) & (df.task == task)]
             metric = sub.metric.iloc[0]
             arrow = "higher is better" if sub.higher_is_better.iloc[0] else "lower is better"
             out += [f"## {protocol} · {task} · test {metric} ({arrow})", ""]
-            headers = ["method", f"test {metric}", f"valid {sub.valid_metric.iloc[0]}", "seeds",
+            headers = ["method", f"test {metric}", "95% CI", "n", f"valid {sub.valid_metric.iloc[0]}", "params",
                        "published", "Δ", "rnn", "hardware", "commit"]
-            out += [tabulate(table_rows(sub, protocol, task), headers=headers, tablefmt="github",
-                             disable_numparse=True), ""]
+            rows, notes = table_rows(sub, protocol, task)
+            out += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
+            out += [f"- {note}" for note in notes] + ([""] if notes else [])
     return "\n".join(out)
 
 
 def write(registry: Path | None = None, report: Path | None = None) -> Path:
-    text = render(results.read_registry(registry or results.REGISTRY))
-    report = report or REPORT
+    text = render(results.read_registry(registry))            # None: $BENCH_REGISTRY, read now
+    report = Path(report or default_report_path())
     report.parent.mkdir(parents=True, exist_ok=True)
     tmp = report.with_suffix(".md.tmp")
     tmp.write_text(text, encoding="utf-8")

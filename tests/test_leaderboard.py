@@ -1,20 +1,75 @@
+import json
+import math
 import os
 from pathlib import Path
 
-from bench import leaderboard, results
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench import config, leaderboard, plugins, results
+from bench.errors import UsageError
 from test_registry import make_row
 
 GOLDEN = Path(__file__).parent / "golden" / "LEADERBOARD.md"
+H200 = dict(device="cuda", device_name="NVIDIA H200", cuda_version="12.8")
+H100 = dict(device="cuda", device_name="NVIDIA H100", cuda_version="12.8")
+
+
+def default_cfg(method="zaremba", protocol="paper", task="ptb", **overrides) -> dict:
+    """The protocol's resolved config (as the runner records it), with `overrides` on top."""
+    cfg = dict(config.resolve(plugins.get_task(task), plugins.get_method(method), protocol, {}))
+    cfg.update(overrides)
+    return cfg
+
+
+def cfg_row(run_id, cfg, **kw):
+    """A registry row that ran `cfg` (its hash and JSON as the runner writes them)."""
+    return make_row(run_id, config_hash=config.config_hash(cfg), config_json=json.dumps(cfg, sort_keys=True), **kw)
+
+
+def board(registry, rows) -> str:
+    for r in rows:
+        results.write_row(registry, r)
+    return leaderboard.render(results.read_registry(registry))
+
+
+def table(text, heading) -> list[dict]:
+    """The rows of the table under '## <heading>' as {header: cell}."""
+    section = text.split(f"## {heading}\n")[1].split("\n## ")[0]
+    lines = [ln for ln in section.splitlines() if ln.startswith("|")]
+    cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
+    return [dict(zip(cells[0], row)) for row in cells[2:]]
+
+
+def notes(text, heading) -> list[str]:
+    section = text.split(f"## {heading}\n")[1].split("\n## ")[0]
+    return [ln[2:] for ln in section.splitlines() if ln.startswith("- ")]
+
+
+def line(text, heading, method) -> dict:
+    hits = [r for r in table(text, heading) if r["method"] == method]
+    assert len(hits) == 1, (method, table(text, heading))
+    return hits[0]
+
+
+PAPER_PTB = "paper · ptb · test ppl (lower is better)"
 
 
 def fill(registry):
+    base, lr05 = default_cfg(), default_cfg(lr=0.5)
+    gal = default_cfg("gal")
     rows = [
-        make_row("a", seed=0, test=84.0, valid=88.0, protocol="paper", device="cuda", device_name="NVIDIA H200",
-                 cuda_version="12.8", rnn_path="fused"),
-        make_row("b", seed=1, test=83.0, valid=87.0, protocol="paper", device="cuda", device_name="NVIDIA H200",
-                 cuda_version="12.8", rnn_path="fused"),
-        make_row("c", method="gal", seed=0, test=80.25, valid=84.0, protocol="paper", rnn_path="cell"),
-        make_row("d", method="naive", seed=0, test=150.0, valid=160.0),
+        cfg_row("a", base, seed=0, test=84.0, valid=88.0, protocol="paper", rnn_path="fused", **H200),
+        cfg_row("b", base, seed=1, test=83.0, valid=87.0, protocol="paper", rnn_path="fused", **H200),
+        cfg_row("b2", base, seed=2, test=83.25, valid=87.5, protocol="paper", rnn_path="fused", **H200),
+        cfg_row("b3", base, seed=0, test=85.0, valid=89.0, protocol="paper", rnn_path="fast",
+                cpu_model="AMD EPYC 7763", numerics="portable"),
+        cfg_row("b4", lr05, seed=0, test=90.0, valid=94.0, protocol="paper", rnn_path="fast", **H200),
+        cfg_row("b5", lr05, seed=1, test=91.0, valid=95.0, protocol="paper", rnn_path="fast", **H100,
+                git_commit="def4567890", git_dirty=True),
+        cfg_row("c", gal, method="gal", seed=0, test=80.25, valid=84.0, protocol="paper", rnn_path="cell"),
+        make_row("d", method="naive", seed=0, test=150.0, valid=160.0, params=1200),
         make_row("e", method="naive", seed=1, status="diverged", test=float("nan"), valid=float("nan")),
         make_row("f", method="zaremba", seed=0, test=120.0, valid=130.0),
         make_row("g", task="sst2", method="zaremba", metric="accuracy", higher_is_better=True,
@@ -33,20 +88,167 @@ def test_leaderboard_matches_golden_file(registry, tmp_path):
     if os.environ.get("UPDATE_GOLDEN"):                      # regenerate on purpose, then review the diff
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text(), "leaderboard format changed: UPDATE_GOLDEN=1 pytest, review, commit"
-    assert leaderboard.write(registry, tmp_path / "LB2.md").read_bytes() == out.read_bytes()
 
 
-def test_leaderboard_content(registry):
+def test_rerun_is_byte_identical_and_independent_of_row_order(registry, tmp_path):
     fill(registry)
-    text = leaderboard.render(results.read_registry(registry))
-    assert "| zaremba  | 83.50 ± 0.71" in text                      # mean ± sample std over 2 seeds
-    assert "82.70" in text and "0.80" in text                     # published number and difference
-    assert "1 (+1 diverged)" in text
-    assert "NVIDIA H200 (CUDA 12.8)" in text and "CPU (AVX2, 2 threads)" in text
-    sst = text.split("smoke · sst2")[1]
-    assert sst.index("gal") < sst.index("zaremba")                # higher accuracy first
-    ptb = text.split("smoke · ptb")[1]
-    assert ptb.index("zaremba") < ptb.index("naive")              # lower perplexity first
+    first = leaderboard.write(registry, tmp_path / "LB.md").read_bytes()
+    assert leaderboard.write(registry, tmp_path / "LB2.md").read_bytes() == first
+    df = results.read_registry(registry)
+    for seed in range(3):
+        assert leaderboard.render(df.sample(frac=1, random_state=seed)).encode() == first
+
+
+def test_two_configs_of_one_method_are_two_lines_naming_the_differing_key(registry):
+    base, lr05 = default_cfg(), default_cfg(lr=0.5)
+    text = board(registry, [cfg_row("a", base, protocol="paper", seed=0, test=84.0),
+                            cfg_row("b", base, protocol="paper", seed=1, test=83.0),
+                            cfg_row("c", lr05, protocol="paper", seed=0, test=90.0)])
+    assert [r["method"] for r in table(text, PAPER_PTB)] == ["zaremba [lr=1.0]", "zaremba [lr=0.5]"]
+    default, other = line(text, PAPER_PTB, "zaremba [lr=1.0]"), line(text, PAPER_PTB, "zaremba [lr=0.5]")
+    assert default["test ppl"] == "83.50 ± 0.71" and default["n"] == "2"
+    assert other["test ppl"] == "90.00 ± —" and other["n"] == "1"
+    # the published number and Δ belong to the protocol's default config only
+    assert (default["published"], default["Δ"]) == ("82.70", "0.80")
+    assert (other["published"], other["Δ"]) == ("", "")
+
+
+def test_config_labels_name_missing_keys_and_fall_back_to_the_hash():
+    df = pd.DataFrame([make_row("a", config_hash="aa" * 8, config_json='{"lr": 1.0, "bptt": 35}'),
+                       make_row("b", config_hash="bb" * 8, config_json='{"lr": 1.0}')])
+    assert leaderboard.config_labels(df) == {"aa" * 8: " [bptt=35]", "bb" * 8: " [bptt=—]"}
+    legacy = pd.DataFrame([make_row("a", config_hash="aa" * 8), make_row("b", config_hash="bb" * 8)])
+    assert leaderboard.config_labels(legacy) == {"aa" * 8: " [config=aaaaaaaa]", "bb" * 8: " [config=bbbbbbbb]"}
+    assert leaderboard.config_labels(legacy.iloc[:1]) == {"aa" * 8: ""}
+
+
+def test_cpu_and_cuda_runs_of_one_config_are_separate_lines(registry):
+    base = default_cfg()
+    text = board(registry, [cfg_row("a", base, protocol="paper", test=84.0, **H200),
+                            cfg_row("b", base, protocol="paper", seed=1, test=86.0)])
+    rows = table(text, PAPER_PTB)
+    assert [(r["method"], r["test ppl"], r["n"], r["hardware"]) for r in rows] == [
+        ("zaremba", "84.00 ± —", "1", "NVIDIA H200 (CUDA 12.8)"),
+        ("zaremba", "86.00 ± —", "1", "CPU (AVX2, 2 threads)")]
+    assert all(r["published"] == "82.70" for r in rows)          # both ran the default config
+
+
+def test_ci_is_students_t_interval(registry):
+    sample = [80.0, 83.5, 84.25, 81.0]
+    s = pd.Series(sample)
+    lo, hi = stats.t.interval(0.95, len(sample) - 1, loc=s.mean(), scale=s.std(ddof=1) / math.sqrt(len(sample)))
+    assert leaderboard.ci95(sample) == pytest.approx((lo, hi), rel=1e-12)
+    assert all(math.isnan(x) for x in leaderboard.ci95([80.0]))
+    text = board(registry, [make_row(f"r{i}", seed=i, test=t) for i, t in enumerate(sample)]
+                 + [make_row("one", method="gal", test=90.0)])
+    heading = "smoke · ptb · test ppl (lower is better)"
+    assert line(text, heading, "zaremba")["95% CI"] == f"[{lo:.2f}, {hi:.2f}]" == "[78.98, 85.39]"
+    assert line(text, heading, "gal")["95% CI"] == "—"                 # one seed: no interval
+
+
+def test_n_counts_finished_seeds_and_names_diverged_ones(registry):
+    text = board(registry, [make_row("a", seed=0, test=100.0), make_row("b", seed=1, test=102.0),
+                            make_row("c", seed=2, test=104.0),
+                            make_row("d", seed=3, status="diverged", test=float("nan"), valid=float("nan"))])
+    z = line(text, "smoke · ptb · test ppl (lower is better)", "zaremba")
+    assert z["n"] == "3 (+1 diverged)" and z["test ppl"] == "102.00 ± 2.00"
+
+
+def test_mixed_groups_are_marked_with_footnotes(registry):
+    heading = "smoke · ptb · test ppl (lower is better)"
+    text = board(registry, [
+        make_row("a1", method="zaremba", seed=0, test=100.0, **H200),
+        make_row("a2", method="zaremba", seed=1, test=101.0, **H100),               # two GPU models
+        make_row("b1", method="gal", seed=0, test=102.0, git_commit="abc123"),
+        make_row("b2", method="gal", seed=1, test=103.0, git_commit="def456"),      # two commits
+        make_row("c1", method="naive", seed=0, test=104.0, git_dirty=True),         # a dirty tree
+        make_row("d1", method="zoneout", seed=0, test=105.0),                       # clean
+    ])
+    assert [r["method"] for r in table(text, heading)] == ["zaremba †", "gal ‡", "naive §", "zoneout"]
+    assert line(text, heading, "zaremba †")["hardware"] == "NVIDIA H100 (CUDA 12.8); NVIDIA H200 (CUDA 12.8)"
+    assert line(text, heading, "gal ‡")["commit"] == "abc123, def456"
+    assert notes(text, heading) == [f"{mark} {why}" for mark, why in leaderboard.MARKS.values()]
+
+
+def test_marks_combine_and_footnotes_list_only_those_used(registry):
+    heading = "smoke · ptb · test ppl (lower is better)"
+    text = board(registry, [make_row("a", seed=0, test=100.0, git_commit="abc123"),
+                            make_row("b", seed=1, test=101.0, git_commit="def456", git_dirty=True),
+                            make_row("c", method="gal", seed=0, test=102.0)])
+    assert [r["method"] for r in table(text, heading)] == ["zaremba ‡§", "gal"]
+    assert [n[0] for n in notes(text, heading)] == ["‡", "§"]
+    clean = board(registry.parent / "clean", [make_row("a", seed=0, test=100.0)])
+    assert notes(clean, heading) == []
+
+
+def test_failed_plugin_import_is_named_not_dropped(registry, tmp_path, monkeypatch):
+    monkeypatch.setattr(plugins, "_IMPORT_ERRORS", dict(plugins.import_errors()))
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "ghost.py").write_text("import not_a_module_xyz\n")
+    plugins.load_directory(str(folder))
+    text = board(registry, [make_row("a", method="ghost", protocol="paper", test=84.0),
+                            make_row("b", method="phantom", protocol="paper", test=85.0)])
+    assert line(text, PAPER_PTB, "ghost")["published"] == "?"
+    assert line(text, PAPER_PTB, "phantom")["published"] == "?"
+    ghost, phantom = notes(text, PAPER_PTB)
+    assert ghost.startswith("`?` ghost:") and "ghost.py: ModuleNotFoundError" in ghost and "not_a_module_xyz" in ghost
+    assert phantom.startswith("`?` phantom:") and "no loaded plugin registers method 'phantom'" in phantom
+    assert "not_a_module_xyz" in phantom                       # the import errors that may explain it
+
+
+def test_published_on_every_line_when_the_default_config_is_unknown(registry, monkeypatch):
+    def gone(*a, **k):
+        raise UsageError("protocol 'paper' is gone")
+    monkeypatch.setattr(leaderboard.config_mod, "resolve", gone)
+    text = board(registry, [make_row("a", protocol="paper", config_hash="aa" * 8, test=84.0),
+                            make_row("b", protocol="paper", config_hash="bb" * 8, test=90.0)])
+    assert [(r["published"], r["Δ"]) for r in table(text, PAPER_PTB)] == [("82.70", "1.30"), ("82.70", "7.30")]
+    assert notes(text, PAPER_PTB) == ["zaremba: the published number is shown on every line because the "
+                                      "protocol's default config could not be resolved (UsageError: protocol "
+                                      "'paper' is gone)."]
+
+
+def test_params_column_shows_the_value_or_the_range(registry):
+    heading = "smoke · ptb · test ppl (lower is better)"
+    text = board(registry, [make_row("a", seed=0, params=66_000_000), make_row("b", seed=1, params=66_000_000),
+                            make_row("c", method="gal", seed=0, params=1000, test=99.0),
+                            make_row("d", method="gal", seed=1, params=1200, test=99.0)])
+    assert line(text, heading, "zaremba")["params"] == "66,000,000"
+    assert line(text, heading, "gal")["params"] == "1,000–1,200"
+
+
+def test_sort_order_best_first(registry):
+    text = board(registry, [
+        make_row("p1", method="naive", test=150.0), make_row("p2", method="zaremba", test=120.0),
+        make_row("p3", method="gal", status="diverged", test=float("nan"), valid=float("nan")),
+        make_row("p4", method="zoneout", test=130.0),
+        make_row("s1", task="sst2", method="zaremba", metric="accuracy", higher_is_better=True,
+                 valid_metric="accuracy", test=0.80, valid=0.79),
+        make_row("s2", task="sst2", method="gal", metric="accuracy", higher_is_better=True,
+                 valid_metric="accuracy", test=0.82, valid=0.80)])
+    ptb = [r["method"] for r in table(text, "smoke · ptb · test ppl (lower is better)")]
+    assert ptb == ["zaremba", "zoneout", "naive", "gal"]          # lower perplexity first, no result last
+    sst = [r["method"] for r in table(text, "smoke · sst2 · test accuracy (higher is better)")]
+    assert sst == ["gal", "zaremba"]                              # higher accuracy first
+
+
+def test_cpu_hardware_names_model_and_numerics_when_recorded():
+    heading = "smoke · ptb · test ppl (lower is better)"
+    new = pd.DataFrame([make_row("a", cpu_model="AMD EPYC 7763", numerics="portable"),
+                        make_row("b", method="gal", cpu_model="", numerics="")])
+    text = leaderboard.render(new)
+    assert line(text, heading, "zaremba")["hardware"] == "CPU (AMD EPYC 7763, AVX2, 2 threads, portable numerics)"
+    assert line(text, heading, "gal")["hardware"] == "CPU (AVX2, 2 threads)"
+    old = pd.DataFrame([make_row("a")])                           # a registry without those columns
+    assert line(leaderboard.render(old), heading, "zaremba")["hardware"] == "CPU (AVX2, 2 threads)"
+
+
+def test_write_reads_bench_reports_at_call_time(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_REPORTS", str(tmp_path / "later"))
+    assert leaderboard.default_report_path() == tmp_path / "later" / "LEADERBOARD.md"
+    assert leaderboard.write(registry) == tmp_path / "later" / "LEADERBOARD.md"
+    assert "registry is empty" in (tmp_path / "later" / "LEADERBOARD.md").read_text()
 
 
 def test_empty_registry(registry):
