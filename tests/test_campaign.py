@@ -1,0 +1,314 @@
+"""`make campaign`: plans, strict validation, skipping, DRY, budget, crashes, local and Ray backends."""
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+from bench import campaign, plans, plugins, results
+from bench.errors import UsageError
+from conftest import REPO, needs_mirror, tiny_corpus, write_dataset
+
+# A task on generated data and a method that crashes at training time, as plugin files that the
+# campaign's subprocesses load through $BENCH_PLUGINS.
+PLUGIN = textwrap.dedent('''
+    from bench.api import MethodSpec
+    from bench.data import DataFile, DatasetSpec, register_dataset
+    from bench.plugins import register_method, register_task
+    from tasks.lm import LanguageModelling
+
+    register_dataset(DatasetSpec(name="camplm", files={files!r}, url="file:///fixture"))
+    register_task(LanguageModelling("camplm", "camplm", ("train.txt", "valid.txt", "test.txt"), "generated toy LM"))
+
+
+    def boom(cfg):
+        raise RuntimeError("campboom crashes at training time")
+
+
+    register_method(MethodSpec(name="campboom", paper="a method that crashes", noise=boom))
+''')
+
+
+@pytest.fixture(scope="module")
+def fixture_plugins(tmp_path_factory):
+    """(plugin folder, data folder) with the task camplm and the method campboom registered here too."""
+    root = tmp_path_factory.mktemp("campdata")
+    vocab_line = " " + " ".join(f"w{i}" for i in range(40)) + " \n"
+    spec = write_dataset(root, "camplm", {"train.txt": vocab_line + tiny_corpus(1, 200),
+                                          "valid.txt": tiny_corpus(2, 40), "test.txt": tiny_corpus(3, 40)})
+    folder = tmp_path_factory.mktemp("campplugins")
+    (folder / "camp_fixture.py").write_text(PLUGIN.format(files=spec.files))
+    plugins.load_all()
+    plugins.load_directory(str(folder))
+    yield folder, root
+    plugins.unregister("task", "camplm")
+    plugins.unregister("method", "campboom")
+
+
+@pytest.fixture
+def camp_env(fixture_plugins, monkeypatch):
+    monkeypatch.setenv("BENCH_PLUGINS", str(fixture_plugins[0]))
+    monkeypatch.setenv("BENCH_THREADS", "1")
+    return fixture_plugins[1]
+
+
+def write_plan(tmp_path, text: str, name="p"):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def specs_of(path, device="cpu"):
+    return plans.expand_plan(path, device)[1]
+
+
+def registry_ids() -> set:
+    return set(results.read_registry().run_id)
+
+
+GRID_AND_RANDOM = """
+    priority = "{priority}"
+    [[block]]
+    protocol = "smoke"
+    tasks = ["ptb"]
+    methods = ["zaremba"]
+    seeds = "0-1"
+    [block.grid]
+    p_out = [0.1, 0.2]
+    [[block]]
+    protocol = "smoke"
+    tasks = "ptb"
+    methods = ["zoneout"]
+    seeds = [0, 1]
+    [block.random]
+    n = 3
+    seed = 7
+    ranges = {{ lr = [0.5, 2.0], epochs = [1, 3] }}
+"""
+
+
+def test_plan_expands_grid_and_seeded_random_search_in_priority_order(tmp_path):
+    by_seed = specs_of(write_plan(tmp_path, GRID_AND_RANDOM.format(priority="seed"), "s"))
+    assert len(by_seed) == 2 * 2 + 3 * 2
+    assert [s.seed for s in by_seed] == [0] * 5 + [1] * 5                       # seed 0 of every cell first
+    assert [s.method for s in by_seed[:5]] == ["zaremba"] * 2 + ["zoneout"] * 3   # block order within a seed
+    assert sorted(s.cfg["p_out"] for s in by_seed if s.method == "zaremba") == [0.1, 0.1, 0.2, 0.2]
+    draws = [s.cfg for s in by_seed if s.method == "zoneout" and s.seed == 0]
+    assert all(0.5 <= c["lr"] <= 2.0 and c["epochs"] in (1, 2, 3) for c in draws)
+    assert len({(c["lr"], c["epochs"]) for c in draws}) == 3
+    again = specs_of(write_plan(tmp_path, GRID_AND_RANDOM.format(priority="seed"), "s2"))
+    assert [s.run_id for s in again] == [s.run_id for s in by_seed]             # the draws are seeded
+    by_block = specs_of(write_plan(tmp_path, GRID_AND_RANDOM.format(priority="block"), "b"))
+    assert [s.method for s in by_block] == ["zaremba"] * 4 + ["zoneout"] * 6
+    assert [s.seed for s in by_block[:4]] == [0, 0, 1, 1]
+    assert {s.run_id for s in by_block} == {s.run_id for s in by_seed}
+
+
+BLOCK = 'protocol = "smoke"\ntasks = ["ptb"]\nmethods = ["zaremba"]\n'
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("[[block]]\n" + BLOCK + "colour = 1\n", r"unknown key\(s\) colour"),
+    ("prio = 1\n[[block]]\n" + BLOCK, r"unknown key\(s\) prio"),
+    ('priority = "fast"\n[[block]]\n' + BLOCK, "priority='fast'; choose one of: seed, block"),
+    ('[[block]]\nprotocol = "smoke"\ntasks = ["ptbb"]\nmethods = ["zaremba"]\n', "unknown task 'ptbb'"),
+    ('[[block]]\nprotocol = "smoke"\ntasks = ["ptb"]\nmethods = ["dropconnect"]\n', "unknown method 'dropconnect'"),
+    ('[[block]]\nprotocol = "huge"\ntasks = ["ptb"]\nmethods = ["zaremba"]\n', "unknown protocol 'huge'"),
+    ("[[block]]\n" + BLOCK + "[block.grid]\nfoo = [1, 2]\n", r"unknown option\(s\) foo"),
+    ("[[block]]\n" + BLOCK + "set = { p_out = 1.5 }\n", "p_out=1.5 is not a probability"),
+    ("[[block]]\n" + BLOCK + 'seeds = "x"\n', "seeds='x'"),
+    ("[[block]]\n" + BLOCK + "[block.random]\nseed = 1\nranges = { lr = [1, 2] }\n", "needs n"),
+    ("[[block]]\n" + BLOCK + "[block.random]\nn = 2\nseed = 1\nranges = { lr = [2, 1] }\n", "low <= high"),
+    ("[[block]]\n" + BLOCK + "tasks = 3\n", "not valid TOML"),
+    ('priority = "seed"\n', r"no \[\[block\]\] tables"),
+])
+def test_bad_plans_are_usage_errors_naming_the_plan(tmp_path, text, expected):
+    path = write_plan(tmp_path, text)
+    with pytest.raises(UsageError, match=expected) as err:
+        campaign.run_plan(path, device="cpu")
+    assert path in str(err.value)
+
+
+def test_bad_input_on_the_command_line_exits_2_and_writes_nothing(tmp_path, capsys):
+    path = write_plan(tmp_path, "[[block]]\n" + BLOCK + "[block.grid]\np_out = [0.1, 2.0]\n")
+    assert campaign.main(["--plan", path, "--device", "cpu"]) == 2
+    assert "p_out=2.0 is not a probability" in capsys.readouterr().err
+    assert campaign.main(["--plan", "nosuchplan"]) == 2
+    assert "plan 'nosuchplan' not found" in capsys.readouterr().err
+    for args, expected in ((["--workers", "0"], "WORKERS=0"), (["--workers", "two"], "WORKERS='two'"),
+                           (["--budget", "-1"], "BUDGET=-1"), (["--backend", "slurm"], "unknown backend 'slurm'")):
+        assert campaign.main(["--plan", "smoke", "--device", "cpu", *args]) == 2
+        assert expected in capsys.readouterr().err
+    assert not results.registry_path().exists() and not campaign.runs_dir().exists()
+
+
+def test_unknown_plan_lists_the_shipped_ones():
+    with pytest.raises(UsageError, match="plan 'nosuchplan' not found.*choose one of: cpu, gpu, smoke"):
+        plans.load_plan("nosuchplan")
+
+
+def test_shipped_plans_expand_in_their_documented_order():
+    smoke = specs_of("smoke")
+    assert len(smoke) >= 4 and {s.protocol for s in smoke} == {"smoke"}
+    gpu = specs_of("gpu", "cuda")
+    n_methods = len(plugins.list_methods())
+    assert [s.protocol for s in gpu[:n_methods]] == ["equal"] * n_methods     # the equal PTB table first
+    assert {s.seed for s in gpu[:n_methods + 7]} == {0}                        # then the paper protocols
+    assert {s.protocol for s in gpu if s.seed == 0} >= {"equal", "paper", "paper-large", "paper-mc"}
+    assert [s.seed for s in gpu] == sorted(s.seed for s in gpu) and {s.seed for s in gpu} == {0, 1, 2}
+    from bench.config import protocols_for
+    if "none" in plugins.list_methods() and "cpu" in protocols_for(plugins.get_task("ptb"), plugins.get_method("none")):
+        assert len(specs_of("cpu")) == 4 * 9 * 3
+    else:                                     # until the `none` method and the `cpu` protocol land
+        with pytest.raises(UsageError, match="cpu.toml.*(unknown method 'none'|unknown protocol 'cpu')"):
+            specs_of("cpu")
+
+
+def test_dry_run_prints_pending_runs_with_estimates_and_writes_nothing(tmp_path, camp_env, capsys):
+    path = write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\nmethods = ["zaremba"]\n'
+                                'seeds = "0-1"\n')
+    assert campaign.run_plan(path, device="cpu", dry=True, data_dir=camp_env) == 0
+    out = capsys.readouterr().out
+    for spec in specs_of(path):
+        assert spec.run_id in out
+    assert "measured:" in out and "total: 2 runs" in out
+    assert not results.registry_path().exists() and not campaign.runs_dir().exists()
+
+
+def test_estimates_come_from_registered_rows_of_the_same_config_first():
+    spec = specs_of(str(REPO / "plans" / "smoke.toml"))[0]
+    from bench.config import config_hash
+    rows = pd.DataFrame(dict(task=spec.task, method=spec.method, protocol=spec.protocol, device="cpu",
+                             status=["ok", "ok", "diverged", "ok"], wall_s=[10.0, 20.0, 99.0, 100.0],
+                             config_hash=[config_hash(spec.cfg)] * 3 + ["other"]))
+    est, source = campaign.Estimator(rows, "cpu", REPO, 1)(spec)
+    assert est == pytest.approx(15.0 + campaign.START_S) and "2 row(s) of this config" in source
+    est, source = campaign.Estimator(rows.assign(config_hash="other"), "cpu", REPO, 1)(spec)
+    assert est == pytest.approx((10 + 20 + 100) / 3 + campaign.START_S) and f"of {spec.task}/{spec.method}" in source
+
+
+def test_budget_defers_runs_whose_estimate_does_not_fit(tmp_path, camp_env, capsys):
+    specs = specs_of(write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\n'
+                                          'methods = ["zaremba"]\nseeds = [0, 1]\n'))
+    assert campaign.run_campaign(specs, budget=0.01, device="cpu", data_dir=camp_env) == 0
+    out = capsys.readouterr().out
+    assert out.count("deferred: camplm.zaremba") == 2 and "over budget: estimate" in out
+    assert registry_ids() == set()
+
+
+def test_the_deadline_sends_sigterm_and_waits_for_the_checkpoint(tmp_path):
+    script = ("import signal, sys, time\n"
+              "signal.signal(signal.SIGTERM, lambda *a: (print('checkpointed'), sys.exit(3)))\n"
+              "print('started', flush=True)\ntime.sleep(60)\n")
+    log = tmp_path / "logs" / "r.log"
+    t0 = time.time()
+    rc = campaign.run_subprocess([sys.executable, "-c", script], {}, str(log), str(tmp_path), time.time() + 2)
+    assert rc == 3 and time.time() - t0 < 30
+    assert "started" in log.read_text() and "checkpointed" in log.read_text()
+
+
+def test_data_absent_runs_are_skipped_and_reported(tmp_path, camp_env, capsys):
+    specs = specs_of(write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\n'
+                                          'methods = ["zaremba"]\n'))
+    assert campaign.run_campaign(specs, device="cpu", data_dir=tmp_path / "nodata") == 0
+    out = capsys.readouterr().out
+    assert f"skipped-data-absent: {specs[0].run_id}" in out and "not found" in out
+    assert registry_ids() == set()
+
+
+def test_a_crashed_run_is_recorded_while_the_others_finish_and_the_campaign_exits_1(tmp_path, camp_env, capsys):
+    specs = specs_of(write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\n'
+                                          'methods = ["campboom", "zaremba"]\n'))
+    boom, good = specs
+    assert campaign.run_campaign(specs, workers=2, device="cpu", data_dir=camp_env) == 1
+    out = capsys.readouterr().out
+    log = campaign.runs_dir() / "logs" / f"{boom.run_id}.log"
+    assert f"failed: {boom.run_id}: exit code 1, log {log}" in out
+    assert "campboom crashes at training time" in log.read_text()
+    assert registry_ids() == {good.run_id}
+    # again: the registered run is skipped, the crash is recorded again
+    assert campaign.run_campaign(specs, workers=2, device="cpu", data_dir=camp_env) == 1
+    out = capsys.readouterr().out
+    assert f"failed: {boom.run_id}" in out and "skipped-registered 1" in out
+    assert registry_ids() == {good.run_id}
+
+
+def test_make_campaign_passes_its_variables():
+    p = subprocess.run(["make", "-n", "campaign", "PLAN=gpu", "WORKERS=8", "BACKEND=ray", "BUDGET=90",
+                        "DEVICE=cuda", "DRY=1"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert ("-m bench.campaign --plan gpu --workers 8 --backend ray --device cuda --budget 90 --dry-run"
+            in " ".join(p.stdout.replace("\\\n", " ").split()))
+
+
+# --- the smoke plan end to end: local workers, then again, then Ray into an empty registry -------------
+
+@pytest.fixture(scope="module")
+def smoke_local(tmp_path_factory):
+    """The smoke plan with WORKERS=2 into a fresh registry, then again: (registry rows, outputs)."""
+    root = tmp_path_factory.mktemp("smoke_local")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("REGISTRY", "RUNS", "REPORTS"):
+            mp.setenv(f"BENCH_{name}", str(root / name.lower()))
+        first = subprocess.run([sys.executable, "-m", "bench.campaign", "--plan", "smoke", "--workers", "2",
+                                "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=600)
+        files = sorted((root / "registry").glob("*/*/*.parquet"))
+        again = subprocess.run([sys.executable, "-m", "bench.campaign", "--plan", "smoke", "--workers", "2",
+                                "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=600)
+        return results.read_registry(root / "registry"), files, first, again, root
+
+
+@needs_mirror
+def test_smoke_plan_runs_on_local_workers_and_again_adds_nothing(smoke_local):
+    df, files, first, again, root = smoke_local
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert set(df.run_id) == {s.run_id for s in specs_of("smoke")} and set(df.status) == {"ok"}
+    assert set(df.threads) == {max(1, campaign.cores() // 2)}
+    assert (root / "reports" / "LEADERBOARD.md").exists()
+    assert all((root / "runs" / "logs" / f"{r}.log").exists() for r in df.run_id)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted((root / "registry").glob("*/*/*.parquet")) == files
+    assert "4 skipped" in again.stdout and "skipped-registered 4" in again.stdout
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@needs_mirror
+def test_smoke_plan_on_a_local_ray_instance_gives_the_same_rows(smoke_local, ray_instance, capsys):
+    assert campaign.run_plan("smoke", workers=2, backend="ray", device="cpu") == 0
+    ray_rows = results.read_registry()
+    local = smoke_local[0]
+    assert list(ray_rows.run_id) == list(local.run_id)
+    assert list(ray_rows.test) == list(local.test)          # same threads per run: the same numbers
+
+
+def test_a_command_line_grid_is_a_campaign_block(tmp_path, camp_env, capsys):
+    """`make bench TASK=... METHOD=...` with lists: the same code path; absent data skips, bad names stop."""
+    assert campaign.run_grid("camplm,ptb", "zaremba,zoneout", "smoke", "0-1", device="cpu",
+                             data_dir=tmp_path / "nodata") == 0
+    out = capsys.readouterr().out
+    assert "grid: 8 runs: 0 to run" in out and "skipped-data-absent 8" in out
+    with pytest.raises(UsageError, match="unknown method 'dropconnect'"):
+        campaign.run_grid("ptb", "zaremba,dropconnect", "smoke", device="cpu")
+
+
+def test_make_bench_with_lists_runs_the_grid_as_a_campaign(camp_env, capsys):
+    """`bench run` with lists: every pair whose data is present runs (as campaign subprocesses), the
+    others are skipped as data absent, a bad name stops everything first."""
+    from bench.cli import main
+    code = main(["--data-dir", str(camp_env), "run", "--task", "camplm,ptb", "--method", "zaremba,naive",
+                 "--device", "cpu", "--set", "epochs=1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "skipped-data-absent 2" in out and "done 2" in out
+    assert sorted(i.split(".")[:2] == ["camplm", m] for i in registry_ids() for m in ("zaremba", "naive")).count(True) == 2
+    assert main(["run", "--task", "ptb,nope", "--method", "zaremba"]) == 2
