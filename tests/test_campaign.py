@@ -159,12 +159,11 @@ def test_shipped_plans_expand_in_their_documented_order():
     assert {s.seed for s in gpu[:n_methods + 7]} == {0}                        # then the paper protocols
     assert {s.protocol for s in gpu if s.seed == 0} >= {"equal", "paper", "paper-large", "paper-mc"}
     assert [s.seed for s in gpu] == sorted(s.seed for s in gpu) and {s.seed for s in gpu} == {0, 1, 2}
-    from bench.config import protocols_for
-    if "none" in plugins.list_methods() and "cpu" in protocols_for(plugins.get_task("ptb"), plugins.get_method("none")):
-        assert len(specs_of("cpu")) == 4 * 9 * 3
-    else:                                     # until the `none` method and the `cpu` protocol land
-        with pytest.raises(UsageError, match="cpu.toml.*(unknown method 'none'|unknown protocol 'cpu')"):
-            specs_of("cpu")
+    cpu = specs_of("cpu")                     # the 36 cells of the cpu table, 3 seeds each, once
+    assert len(cpu) == len({s.run_id for s in cpu}) == 4 * 9 * 3 and {s.protocol for s in cpu} == {"cpu"}
+    assert [(s.task, s.method) for s in cpu[:2]] == [("ptb", "none"), ("ptb", "zaremba")]
+    assert [s.seed for s in cpu] == sorted(s.seed for s in cpu)
+    assert plans.load_plan("cpu").numerics == "native"
 
 
 def test_dry_run_prints_pending_runs_with_estimates_and_writes_nothing(tmp_path, camp_env, capsys):
