@@ -128,6 +128,9 @@ def cmd_list(args):
         print(f"  {name:15s} {t.description} [{t.kind or '-'}; {t.metric}; {', '.join(sorted(t.protocols))}]")
         print(textwrap.fill(f"data: {t.data_status(data_dir)}", 110, initial_indent=" " * 6,
                             subsequent_indent=" " * 8, break_on_hyphens=False, break_long_words=False))
+        for proto, why in sorted(t.unavailable_protocols.items()):
+            print(textwrap.fill(f"no {proto} protocol: {why}", 110, initial_indent=" " * 6,
+                                subsequent_indent=" " * 8, break_on_hyphens=False))
         print(_wrap("options", _options(t.defaults, config.rules(t, []))))
     print("every task also reads (its own defaults above win):")
     print(_wrap("options", _options(config.DEFAULTS, {**config.RANGES, **config.CHOICES})))

@@ -52,3 +52,12 @@ def test_a_method_cannot_change_the_cpu_budget(temp_plugins):
                                           protocols={"cpu": {"*": dict(epochs=50)}}))
     with pytest.raises(UsageError, match="method 'longer' sets epochs under 'cpu'.*fixes them"):
         resolve("ptb", "longer", "cpu")
+
+
+def test_make_list_says_which_tasks_have_no_cpu_protocol_and_why(capsys):
+    from bench.cli import main
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    wt2 = " ".join(out.split("  wikitext-2 ")[1].split("options:")[0].split())
+    assert "no cpu protocol: GPU-only" in wt2 and "45-minute budget" in wt2
+    assert "no cpu protocol" not in out.split("  ptb ")[1].split("options:")[0]
