@@ -35,6 +35,7 @@ help:
 	@echo "make bench TASK=ptb METHOD=zoneout [PROTOCOL=smoke|equal|paper] [SEEDS=0,1,2] [DEVICE=auto|cpu|cuda] [SET='lr=0.5 epochs=3']"
 	@echo "make campaign PLAN=smoke [WORKERS=2] [BACKEND=local|ray] [BUDGET=minutes] [DEVICE=...] [DRY=1]  a plan of plans/*.toml (docs/campaigns.md)"
 	@echo "make leaderboard              regenerate reports/LEADERBOARD.md from registry/"
+	@echo "make report                   statistics, ranks, curves, sensitivity -> reports/REPORT.md + reports/figures/"
 	@echo "make verify-seeds             re-run registered CPU-feasible runs, fail if a metric differs"
 	@echo "make list                     tasks, methods (with papers), protocols"
 	@echo "make perf                     throughput benchmark -> reports/PERF.md"
@@ -79,6 +80,10 @@ campaign: install
 
 leaderboard: install
 	$(PY) -m bench leaderboard
+
+.PHONY: report
+report: install
+	$(PY) -m bench.report
 
 verify-seeds: install
 	$(PY) -m bench verify-seeds

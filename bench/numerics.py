@@ -24,26 +24,28 @@ def mode() -> str:
 
 
 def configure() -> None:
-    """Set the environment the CPU libraries read when they load. Idempotent; a no-op for
-    variables the user already set."""
+    """Set the environment the CPU libraries read when they load, for this process and the ones it
+    starts: the portable settings in portable mode; in native mode none of them (a process started
+    by a portable one, e.g. a campaign's run, inherits them otherwise). Idempotent."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # spinning threads thrash on shared cores
     try:
         portable = mode() == "portable"
     except Exception:
-        return                                            # reported by effective() at run time
-    if portable:
-        for key, value in PORTABLE_ENV.items():
+        return                                            # reported by mode() at run time
+    for key, value in PORTABLE_ENV.items():
+        if portable:
             os.environ.setdefault(key, value)
+        elif os.environ.get(key) == value:
+            del os.environ[key]
 
 
 def effective() -> str:
-    """The mode this process really runs in: 'portable' only if torch loaded with every portable
-    setting, else 'native' (e.g. torch was imported before `bench`)."""
-    requested = mode()
-    if requested == "portable" and all(os.environ.get(k) == v for k, v in PORTABLE_ENV.items()):
-        import torch
-        if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
-            return "portable"
-        print("warning: BENCH_NUMERICS=portable but torch was loaded before bench set it; "
-              "running with native numerics", file=sys.stderr)
-    return "native"
+    """The mode this process really runs in, whatever was asked: 'portable' only if torch loaded
+    with every portable setting (not, e.g., if torch was imported before `bench`), else 'native'."""
+    import torch
+    actual = "portable" if (all(os.environ.get(k) == v for k, v in PORTABLE_ENV.items())
+                            and torch.backends.cpu.get_cpu_capability() == "DEFAULT") else "native"
+    if actual != mode():
+        print(f"warning: BENCH_NUMERICS={mode()} but this process runs with {actual} numerics (torch "
+              f"was loaded before bench set them); rows record {actual}", file=sys.stderr)
+    return actual

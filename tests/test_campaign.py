@@ -311,3 +311,18 @@ def test_make_bench_with_lists_runs_the_grid_as_a_campaign(camp_env, capsys):
     assert "skipped-data-absent 2" in out and "done 2" in out
     assert sorted(i.split(".")[:2] == ["camplm", m] for i in registry_ids() for m in ("zaremba", "naive")).count(True) == 2
     assert main(["run", "--task", "ptb,nope", "--method", "zaremba"]) == 2
+
+
+def test_a_native_plan_runs_native_even_from_a_portable_process(tmp_path, camp_env, capsys):
+    """The campaign process is portable by default; its runs must not inherit the portable settings."""
+    plan = write_plan(tmp_path, '''
+        numerics = "native"
+        [[block]]
+        protocol = "smoke"
+        tasks = "camplm"
+        methods = "zaremba"
+        seeds = [0]
+    ''')
+    assert campaign.run_plan(plan, device="cpu", data_dir=camp_env) == 0
+    row = results.read_registry().iloc[0]
+    assert row.numerics == "native" and row.cpu_capability != "DEFAULT"

@@ -41,20 +41,28 @@ SET = ["epochs=4", "hidden_size=48", "emb_size=48", "train_tokens=0", "eval_toke
 
 @pytest.fixture
 def resume_env(tmp_path, monkeypatch):
+    """(env of the subprocesses, tmp folder): the task `resumelm` as a plugin file, loaded here too."""
     from conftest import tiny_corpus, write_dataset
+    from bench import plugins
     data = tmp_path / "data"
     vocab_line = " " + " ".join(f"w{i}" for i in range(40)) + " \n"
     write_dataset(data, "resumelm", {"train.txt": vocab_line + tiny_corpus(1, 1500),
                                      "valid.txt": tiny_corpus(2, 100), "test.txt": tiny_corpus(3, 100)})
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    (plugins / "resumelm.py").write_text(textwrap.dedent(PLUGIN))
-    env = dict(os.environ, BENCH_DATA=str(data), BENCH_PLUGINS=str(plugins), BENCH_THREADS="1",
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "resumelm.py").write_text(textwrap.dedent(PLUGIN))
+    env = dict(os.environ, BENCH_DATA=str(data), BENCH_PLUGINS=str(plugin_dir), BENCH_THREADS="1",
                BENCH_REGISTRY=str(tmp_path / "reg"), BENCH_RUNS=str(tmp_path / "runs"),
                BENCH_REPORTS=str(tmp_path / "reports"), PYTHONUNBUFFERED="1")
     env.pop("FRESH", None)
     env.pop("KEEP_CKPT", None)
-    return env, tmp_path
+    monkeypatch.setenv("BENCH_DATA", str(data))
+    monkeypatch.setenv("BENCH_THREADS", "1")                 # in-process runs match the subprocesses
+    plugins.load_all()
+    plugins.unregister("task", "resumelm")
+    plugins.load_directory(str(plugin_dir))
+    yield env, tmp_path
+    plugins.unregister("task", "resumelm")
 
 
 def cmd(method="zoneout"):
@@ -69,10 +77,14 @@ def only_row(registry: Path) -> dict:
     return results.read_row(files[0])
 
 
+def overrides():
+    return dict(s.split("=") for s in SET)
+
+
 def reference_row(env, tmp_path, method="zoneout") -> dict:
-    ref_env = dict(env, BENCH_REGISTRY=str(tmp_path / "ref-reg"), BENCH_RUNS=str(tmp_path / "ref-runs"))
-    subprocess.run(cmd(method), env=ref_env, check=True, cwd=REPO, capture_output=True)
-    return only_row(tmp_path / "ref-reg")
+    """The uninterrupted run, in this process (the same numerics and threads as the subprocesses)."""
+    return runner.run("resumelm", method, "smoke", 0, "cpu", overrides(), registry=tmp_path / "ref-reg",
+                      runs_dir=tmp_path / "ref-runs", echo=lambda s: None).row
 
 
 def wait_for(path: Path, proc, timeout=120.0):
@@ -136,22 +148,30 @@ def test_unreadable_checkpoint_is_reported_and_the_run_starts_over(resume_env):
     run_id = ref["run_id"]
     (tmp / "runs" / run_id).mkdir(parents=True)
     (tmp / "runs" / run_id / "checkpoint.pt").write_bytes(b"truncated")
-    out = subprocess.run(cmd("zaremba"), env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert f"checkpoint {tmp / 'runs' / run_id / 'checkpoint.pt'} is unreadable" in out
-    assert_same(only_row(tmp / "reg"), ref)
+    lines = []
+    row = runner.run("resumelm", "zaremba", "smoke", 0, "cpu", overrides(), registry=tmp / "reg",
+                     runs_dir=tmp / "runs", echo=lines.append).row
+    assert f"checkpoint {tmp / 'runs' / run_id / 'checkpoint.pt'} is unreadable" in "\n".join(lines)
+    assert_same(row, ref)
 
 
-def test_keep_ckpt_keeps_it_and_fresh_starts_over(resume_env):
+def test_keep_ckpt_keeps_it_fresh_starts_over_and_progress_is_one_line_per_epoch(resume_env, monkeypatch):
     env, tmp = resume_env
-    subprocess.run(cmd("zaremba"), env=dict(env, KEEP_CKPT="1"), cwd=REPO, check=True, capture_output=True)
-    row = only_row(tmp / "reg")
+    monkeypatch.setenv("KEEP_CKPT", "1")
+    run = lambda echo: runner.run("resumelm", "zaremba", "smoke", 0, "cpu", overrides(), registry=tmp / "reg",
+                                  runs_dir=tmp / "runs", echo=echo).row
+    lines = []
+    row = run(lines.append)
     ckpt = tmp / "runs" / row["run_id"] / "checkpoint.pt"
     assert Checkpoint(ckpt).load()["loop"]["epoch"] == 5              # all 4 epochs done
+    epochs = [l for l in lines if l.startswith("epoch ")]
+    assert [l.split()[1] for l in epochs] == ["1/4", "2/4", "3/4", "4/4"]
+    assert all("train loss" in l and "valid ppl" in l and " lr " in l and "elapsed" in l and "ETA" in l for l in epochs)
     (tmp / "reg" / "resumelm" / "zaremba" / f"{row['run_id']}.parquet").unlink()
-    out = subprocess.run(cmd("zaremba"), env=dict(env, FRESH="1"), cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout
-    assert "resuming" not in out
-    assert_same(only_row(tmp / "reg"), row)
+    monkeypatch.setenv("FRESH", "1")
+    lines = []
+    assert_same(run(lines.append), row)
+    assert not any("resuming" in l for l in lines)
 
 
 def test_a_run_already_running_elsewhere_is_refused(tiny_lm, tmp_path):
@@ -165,11 +185,3 @@ def test_a_run_already_running_elsewhere_is_refused(tiny_lm, tmp_path):
             runner.run(task.name, "zaremba", "smoke", **args)
     assert not list((tmp_path / "reg").glob("*/*/*.parquet"))
     assert runner.run(task.name, "zaremba", "smoke", **args).new      # the lock is free again
-
-
-def test_progress_lines_per_epoch(resume_env):
-    env, tmp = resume_env
-    out = subprocess.run(cmd("zaremba"), env=env, cwd=REPO, capture_output=True, text=True, check=True).stdout
-    lines = [l for l in out.splitlines() if l.startswith("epoch ")]
-    assert [l.split()[1] for l in lines] == ["1/4", "2/4", "3/4", "4/4"]
-    assert all("train loss" in l and "valid ppl" in l and "lr" in l and "elapsed" in l and "ETA" in l for l in lines)

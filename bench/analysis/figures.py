@@ -1,0 +1,149 @@
+"""The report's figures: each builder returns a matplotlib Figure (Agg canvas, no pyplot state) so
+that tests can read its series and labels before it is saved; `save` writes byte-identical PNGs
+(fixed size and dpi, no Software/date metadata)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+DPI = 100
+WIDTH = 7.0
+PALETTE = matplotlib.colormaps["tab10"].colors
+
+
+def color(name: str, names: list[str]):
+    """A method's colour, the same in every figure (its place among all method names)."""
+    return PALETTE[sorted(names).index(name) % len(PALETTE)] if name in names else "0.3"
+
+
+def _figure(height: float) -> Figure:
+    fig = Figure(figsize=(WIDTH, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
+
+
+def means(entries, metric: str, higher: bool, title: str, baseline: str | None) -> Figure:
+    """entries: [(method, mean, lo, hi, n)] best first. Dots at the means, bars over the 95% CIs
+    (none for a single seed), a dashed line at the baseline's mean."""
+    fig = _figure(1.4 + 0.38 * len(entries))
+    ax = fig.add_subplot()
+    labels = [f"{m} (n={n})" for m, _, _, _, n in entries]
+    ys = list(range(len(entries)))[::-1]
+    for y, (m, mean, lo, hi, n) in zip(ys, entries):
+        err = None if math.isnan(lo) else [[mean - lo], [hi - mean]]
+        ax.errorbar([mean], [y], xerr=err, fmt="o", color="C0" if m != baseline else "C3", capsize=3)
+    base = [e for e in entries if e[0] == baseline]
+    if base:
+        ax.axvline(base[0][1], color="C3", linestyle="--", linewidth=1, label=f"{baseline} mean")
+        ax.legend(loc="best", fontsize=8)
+    ax.set_yticks(ys, labels)
+    ax.set_xlabel(f"test {metric} ({'higher' if higher else 'lower'} is better), mean and 95% CI")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def curves(series: dict, ylabel: str, title: str, names: list[str]) -> Figure:
+    """series: method -> (epochs, mean, low, high); a line per method, a band from the lowest to
+    the highest seed (none for a single seed)."""
+    fig = _figure(4.2)
+    ax = fig.add_subplot()
+    for m in sorted(series):
+        x, mean, lo, hi, n = series[m]
+        c = color(m, names)
+        ax.plot(x, mean, color=c, label=f"{m} (n={n})", linewidth=1.4)
+        if n > 1:
+            ax.fill_between(x, lo, hi, color=c, alpha=0.18, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def cd_diagram(mean_ranks: dict[str, float], cd: float, groups: list[list[str]], title: str) -> Figure:
+    """A critical-difference diagram: methods on an axis of mean rank (1 = best, left), a bar of
+    length CD, and thick lines joining the methods that the Nemenyi test does not tell apart."""
+    k = len(mean_ranks)
+    order = sorted(mean_ranks, key=lambda m: (mean_ranks[m], m))
+    half = (k + 1) // 2
+    fig = _figure(1.4 + 0.3 * half + 0.15 * len(groups))
+    ax = fig.add_subplot()
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-0.5 * half - 0.3, 2.0 + 0.25 * len(groups))
+    ax.hlines(1, 1, k, color="k", linewidth=1)
+    for r in range(1, k + 1):
+        ax.vlines(r, 0.9, 1.1, color="k", linewidth=1)
+        ax.text(r, 1.15, str(r), ha="center", va="bottom", fontsize=8)
+    ax.plot([1, 1 + cd], [1.6 + 0.25 * len(groups)] * 2, color="C3", linewidth=2)
+    ax.text(1 + cd / 2, 1.7 + 0.25 * len(groups), f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8,
+            color="C3")
+    for i, m in enumerate(order):
+        r = mean_ranks[m]
+        left = i < half
+        y = -0.5 * (i + 1) if left else -0.5 * (k - i)
+        xt = 0.6 if left else k + 0.4
+        ax.plot([r, r, xt], [1, y, y], color="0.35", linewidth=0.8)
+        ax.text(xt, y, f"{m} ({r:.2f})", ha="left" if left else "right", va="bottom", fontsize=8)
+    for j, g in enumerate(groups):
+        y = 0.75 - 0.18 * j
+        ax.plot([mean_ranks[g[0]] - 0.05, mean_ranks[g[-1]] + 0.05], [y, y], color="k", linewidth=3)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sweep(panels: dict, title: str) -> Figure:
+    """panels: parameter -> (values, mean, low, high, n per value): validation loss against the
+    parameter, the others at their defaults; a band from the lowest to the highest seed, the
+    default value marked."""
+    names = list(panels)
+    fig = _figure(2.8 * math.ceil(len(names) / 3))
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / 3)
+    for i, p in enumerate(names):
+        x, mean, lo, hi, ns, default = panels[p]
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.plot(x, mean, "o-", color="C0", label="mean over seeds")
+        ax.fill_between(x, lo, hi, color="C0", alpha=0.2, linewidth=0, label="lowest–highest seed")
+        if default is not None:
+            ax.axvline(default, color="C3", linestyle=":", linewidth=1, label="default")
+        ax.set_xlabel(p)
+        ax.set_ylabel("validation loss")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def importance(values: dict[str, float], title: str, xlabel: str) -> Figure:
+    """Horizontal bars: each parameter's importance (fANOVA: its share of the explained variance)."""
+    order = sorted(values, key=lambda p: (values[p], p))
+    fig = _figure(1.3 + 0.35 * len(order))
+    ax = fig.add_subplot()
+    ax.barh(order, [values[p] for p in order], color="C2")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

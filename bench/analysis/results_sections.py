@@ -1,0 +1,233 @@
+"""Sections 1-3 of the report: per-table statistics against the baseline, ranks across tasks, and
+learning curves. They read each method's default config of its protocol (select.default_rows)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import figures, select, stats
+from bench.analysis.doc import Doc, fmt, fmt_p
+
+BASE = select.BASELINE
+
+
+def _better(diff: float, higher: bool) -> bool:
+    return diff > 0 if higher else diff < 0
+
+
+def compare(unit: pd.DataFrame) -> tuple[list[dict], bool]:
+    """One dict per method of a (protocol, task, device) table, best mean first: its summary and,
+    against the baseline, the difference of means, Welch p, Holm-adjusted p, Hedges' g, verdict."""
+    higher = bool(unit.higher_is_better.iloc[0])
+    ok = unit[unit.status == "ok"]
+    vals = {m: ok[ok.method == m].test.astype(float).tolist() for m in sorted(unit.method.unique())}
+    base = vals.get(BASE, [])
+    out = []
+    for m, v in vals.items():
+        s = stats.summarize(v)
+        d = dict(method=m, s=s, diverged=int(((unit.method == m) & (unit.status != "ok")).sum()),
+                 diff=math.nan, p=math.nan, g=math.nan, p_holm=math.nan)
+        if m != BASE and base and v:
+            d["diff"] = s.mean - float(np.mean(base))
+            d["p"] = stats.welch_p(v, base)
+            d["g"] = stats.hedges_g(v, base)
+        out.append(d)
+    tested = [d for d in out if not math.isnan(d["p"])]
+    for d, ph in zip(tested, stats.holm([d["p"] for d in tested])):
+        d["p_holm"] = ph
+    for d in out:
+        if d["method"] == BASE:
+            d["verdict"] = "baseline"
+        elif not base:
+            d["verdict"] = f"no {BASE} rows"
+        elif d["s"].n < 2 or len(base) < 2:
+            d["verdict"] = "needs ≥ 2 seeds"
+        elif math.isnan(d["p"]):
+            d["verdict"] = "no spread to test"
+        elif d["p_holm"] < stats.ALPHA:
+            d["verdict"] = "better" if _better(d["diff"], higher) else "worse"
+        else:
+            d["verdict"] = "no clear difference"
+    out.sort(key=lambda d: (math.isnan(d["s"].mean), -d["s"].mean if higher else d["s"].mean, d["method"]))
+    return out, higher
+
+
+def section_tables(doc: Doc, df: pd.DataFrame) -> None:
+    doc.add("## 1. Each table: means, confidence intervals and tests against zaremba", "",
+            f"Per protocol, task and device: the test metric's mean, sample standard deviation, number of "
+            f"seeds `n` and Student-t 95% confidence interval (CI) of the mean; then each method against "
+            f"`{BASE}`, the field's baseline: the difference of means (method − {BASE}), the two-sided Welch "
+            f"t-test p-value, that p-value Holm-corrected over the methods of the table (so that the chance "
+            f"of any false 'better' or 'worse' in a table stays under 5%), and Hedges' g (the difference in "
+            f"units of the pooled seed-to-seed standard deviation; about 0.2 is small, 0.8 large). "
+            f"`better`/`worse` means the Holm-corrected p is below 0.05. One seed gives no CI and no test.", "")
+    if df.empty:
+        doc.add("No rows: this section needs finished runs of a results protocol (e.g. `make campaign "
+                "PLAN=cpu`).", "")
+        return
+    for protocol, task, device in select.units(df):
+        unit = df[(df.protocol == protocol) & (df.task == task) & (df.device == device)]
+        res, higher = compare(unit)
+        metric = unit.metric.iloc[0]
+        doc.add(f"### {select.unit_name(protocol, task, device)} — test {metric} "
+                f"({'higher' if higher else 'lower'} is better)", "")
+        rows = []
+        for d in res:
+            s = d["s"]
+            n = f"{s.n}" + (f" (+{d['diverged']} diverged)" if d["diverged"] else "")
+            ci = "—" if math.isnan(s.lo) else f"[{fmt(s.lo)}, {fmt(s.hi)}]"
+            rows.append([d["method"], fmt(s.mean), fmt(s.std), n, ci, fmt(d["diff"]), fmt_p(d["p"]),
+                         fmt_p(d["p_holm"]), fmt(d["g"]), d["verdict"]])
+        doc.table(rows, ["method", "mean", "std", "n", "95% CI", f"Δ vs {BASE}", "p (Welch)", "p (Holm)",
+                         "Hedges' g", "verdict"])
+        shown = [d for d in res if d["s"].n]
+        if not shown:
+            doc.add("Every run of this table diverged: nothing to plot.", "")
+            continue
+        fig = figures.means([(d["method"], d["s"].mean, d["s"].lo, d["s"].hi, d["s"].n) for d in shown],
+                            metric, higher, select.unit_name(protocol, task, device),
+                            BASE if any(d["method"] == BASE for d in shown) else None)
+        better = [d["method"] for d in res if d["verdict"] == "better"]
+        worse = [d["method"] for d in res if d["verdict"] == "worse"]
+        tested = [d for d in res if d["method"] != BASE and not math.isnan(d["p_holm"])]
+        if tested:
+            verdict = (f"of the {len(tested)} methods tested against {BASE}, "
+                       f"{', '.join(better) or 'none'} {'is' if len(better) == 1 else 'are'} clearly better and "
+                       f"{', '.join(worse) or 'none'} clearly worse after Holm's correction.")
+        else:
+            verdict = f"no method could be tested against {BASE} (each side needs ≥ 2 seeds)."
+        doc.figure(f"means_{select.slug(protocol, task, device)}.png", fig,
+                   f"test {metric} by method, {protocol} {task}",
+                   f"{shown[0]['method']} has the best mean test {metric} ({fmt(shown[0]['s'].mean)}); {verdict}")
+
+
+def complete_block(matrix: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Drop the task (row) or method (column) with the most missing values, one at a time (ties:
+    methods before tasks, then by name), until every task has every method: the design Friedman's
+    test needs. Returns the complete matrix, the dropped tasks and the dropped methods."""
+    m, tasks_out, methods_out = matrix.copy(), [], []
+    while m.size and m.isna().any().any():
+        col_na, row_na = m.isna().sum(axis=0), m.isna().sum(axis=1)
+        worst_col = sorted(col_na.index, key=lambda c: (-col_na[c], c))[0]
+        worst_row = sorted(row_na.index, key=lambda r: (-row_na[r], r))[0]
+        if col_na[worst_col] / max(len(m.index), 1) >= row_na[worst_row] / max(len(m.columns), 1):
+            methods_out.append(worst_col)
+            m = m.drop(columns=worst_col)
+        else:
+            tasks_out.append(worst_row)
+            m = m.drop(index=worst_row)
+    return m, tasks_out, methods_out
+
+
+def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
+    doc.add("## 2. Across tasks: mean ranks, Friedman test, critical differences", "",
+            "Within each task the methods are ranked by their mean test metric (1 = best, ties share the "
+            "average rank); a method's mean rank is its average over the tasks. The Friedman test asks "
+            "whether the ranks differ more than chance would make them; the critical-difference (CD) "
+            "diagram (Nemenyi post-hoc test, α = 0.05) joins by a thick line the methods whose mean ranks "
+            "lie closer than CD, i.e. that the tasks cannot tell apart. Only tasks on which every compared "
+            "method ran enter (a complete design); the others are named.", "")
+    ok = df[df.status == "ok"]
+    if ok.empty:
+        doc.add("No rows: this section needs the same methods on at least 2 tasks (e.g. `make campaign "
+                "PLAN=cpu`).", "")
+        return
+    for protocol, device in sorted(set(zip(ok.protocol, ok.device))):
+        sub = ok[(ok.protocol == protocol) & (ok.device == device)]
+        doc.add(f"### {protocol} · {device}", "")
+        means = sub.groupby(["task", "method"]).test.mean().unstack("method").sort_index().sort_index(axis=1)
+        full, tasks_out, methods_out = complete_block(means)
+        if tasks_out or methods_out:
+            doc.add("Left out to keep the design complete: "
+                    + "; ".join(filter(None, [f"tasks {', '.join(sorted(tasks_out))}" if tasks_out else "",
+                                              f"methods {', '.join(sorted(methods_out))}" if methods_out else ""]))
+                    + ".", "")
+        k, n = len(full.columns), len(full.index)
+        if k < 3 or n < 2:
+            doc.add(f"Needs ≥ 3 methods on ≥ 2 tasks; here {k} method(s) on {n} task(s) in a complete design.", "")
+            continue
+        higher = {t: bool(sub[sub.task == t].higher_is_better.iloc[0]) for t in full.index}
+        r = np.vstack([stats.ranks(full.loc[[t]].to_numpy(), higher[t]) for t in full.index])
+        mean_rank = dict(zip(full.columns, r.mean(axis=0)))
+        # Friedman on the ranks: the same statistic as on the raw values, with every task oriented
+        stat, p = stats.friedman(r)
+        cd = stats.critical_difference(k, n)
+        groups = stats.cliques(mean_rank, cd)
+        order = sorted(mean_rank, key=lambda m: (mean_rank[m], m))
+        rows = [[m, fmt(mean_rank[m])] + [fmt(v, 1) for v in r[:, list(full.columns).index(m)]] for m in order]
+        doc.table(rows, ["method", "mean rank"] + [f"rank on {t}" for t in full.index])
+        doc.add(f"Friedman χ² = {stat:.3f} over {n} tasks and {k} methods, p = {fmt_p(p)}; "
+                f"Nemenyi CD = {cd:.2f} ranks.", "")
+        fig = figures.cd_diagram(mean_rank, cd, groups, f"{protocol} · {device}: mean rank over {n} tasks")
+        if p < stats.ALPHA:
+            lead = f"the ranks differ more than chance (Friedman p = {fmt_p(p)}); "
+        else:
+            lead = f"over these {n} tasks the ranks do not differ more than chance (Friedman p = {fmt_p(p)}); "
+        tied = [g for g in groups if order[0] in g]
+        together = (f"{order[0]} ranks best ({fmt(mean_rank[order[0]])}) but is not told apart from "
+                    f"{', '.join(x for x in tied[0] if x != order[0])}." if tied else
+                    f"{order[0]} ranks best ({fmt(mean_rank[order[0]])}), ahead of every other method by more than CD.")
+        doc.figure(f"cd_{select.slug(protocol, device)}.png", fig, f"critical-difference diagram, {protocol}",
+                   lead + together)
+
+
+def curve_stats(curves: list[list[float]]):
+    """(epochs 1..L, mean, low, high, n) over seeds; epoch e averages the seeds that reached it."""
+    length = max(len(c) for c in curves)
+    x, mean, lo, hi = [], [], [], []
+    for e in range(length):
+        vals = [c[e] for c in curves if len(c) > e and not math.isnan(c[e])]
+        if not vals:
+            continue
+        x.append(e + 1)
+        mean.append(float(np.mean(vals)))
+        lo.append(float(np.min(vals)))
+        hi.append(float(np.max(vals)))
+    return x, mean, lo, hi, len(curves)
+
+
+def valid_higher(unit: pd.DataFrame) -> bool:
+    """Whether a higher validation metric is better: the test metric's direction when both are the
+    same metric, lower for a perplexity or loss (e.g. Multi30k selects on valid ppl, tests BLEU)."""
+    vm, tm = unit.valid_metric.iloc[0], unit.metric.iloc[0]
+    if vm == tm:
+        return bool(unit.higher_is_better.iloc[0])
+    return not any(w in str(vm).lower() for w in ("ppl", "perplexity", "loss"))
+
+
+def section_curves(doc: Doc, df: pd.DataFrame, names: list[str]) -> None:
+    doc.add("## 3. Learning curves", "",
+            "The validation metric after each epoch: per method the mean over seeds (line) and the band "
+            "from the lowest to the highest seed. A curve that turns the wrong way before the last epoch "
+            "is overfitting, which is what the regularisers are meant to prevent.", "")
+    ok = df[df.status == "ok"]
+    if ok.empty:
+        doc.add("No rows: learning curves need finished runs of a results protocol (e.g. `make campaign "
+                "PLAN=cpu`).", "")
+        return
+    for protocol, task, device in select.units(ok):
+        unit = ok[(ok.protocol == protocol) & (ok.task == task) & (ok.device == device)]
+        vm = unit.valid_metric.iloc[0]
+        higher = valid_higher(unit)
+        series = {}
+        for m, g in unit.groupby("method", sort=True):
+            cs = [[float(v) for v in c] for c in g.curve_valid if c is not None and len(c)]
+            if cs:
+                series[m] = curve_stats(cs)
+        doc.add(f"### {select.unit_name(protocol, task, device)}", "")
+        if not series:
+            doc.add("Its rows have no learning curves (schema-1 rows).", "")
+            continue
+        fig = figures.curves(series, f"validation {vm}", select.unit_name(protocol, task, device), names)
+        best = {m: (max if higher else min)(s[1]) for m, s in series.items()}
+        last = {m: s[1][-1] for m, s in series.items()}
+        top = sorted(last, key=lambda m: (-last[m] if higher else last[m], m))[0]
+        turned = sorted(m for m, s in series.items() if len(s[1]) > 1 and
+                        s[0][s[1].index(best[m])] < s[0][-1] and abs(last[m] - best[m]) > 1e-3 * abs(best[m]))
+        reading = f"after the last epoch {top} has the best mean validation {vm} ({fmt(last[top])}); "
+        reading += (f"{', '.join(turned)} peaked before the last epoch and then got worse (overfitting)."
+                    if turned else "no method's mean curve got worse after its best epoch.")
+        doc.figure(f"curves_{select.slug(protocol, task, device)}.png", fig,
+                   f"validation {vm} per epoch, {protocol} {task}", reading)

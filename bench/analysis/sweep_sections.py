@@ -1,0 +1,205 @@
+"""Sections 4-6 of the report: sensitivity to each dropout parameter, fANOVA importance (both from
+rows of `sweep*` protocols), and published numbers against ours (rows of `paper*` protocols)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench import leaderboard
+from bench.analysis import figures, select
+from bench.analysis.doc import Doc, campaign_hint, fmt
+
+FANOVA_SEED = 0
+MIN_TRIALS = 5          # distinct configs a method needs for its importance
+PED_QUANTILE = 0.25     # PED-ANOVA's top quantile (the fallback without scikit-learn)
+
+
+def evaluator():
+    """(name, what its numbers mean, optuna evaluator): functional ANOVA with a fixed seed; optuna's
+    fANOVA needs scikit-learn, and where that is not installed, PED-ANOVA (optuna, no extra
+    dependency, deterministic) stands in, and the report says so."""
+    from optuna.importance import FanovaImportanceEvaluator, PedAnovaImportanceEvaluator
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        return ("PED-ANOVA", "how strongly the parameter's value sets the best quarter of the settings "
+                "apart from all of them (normalised to sum to 1)",
+                PedAnovaImportanceEvaluator(target_quantile=PED_QUANTILE))
+    return ("fANOVA", "the share of the validation loss's variance the parameter explains",
+            FanovaImportanceEvaluator(seed=FANOVA_SEED))
+
+
+def _with_loss(df: pd.DataFrame) -> pd.DataFrame:
+    df = df[df.status == "ok"].copy()
+    df["vloss"] = [select.valid_loss(r) for r in df.itertuples(index=False)]
+    df["cfg"] = [select.config_of(r) for r in df.itertuples(index=False)]
+    return df[~df.vloss.isna()]
+
+
+def sweep_groups(df: pd.DataFrame):
+    """(protocol, task, device, method, rows with valid loss and parsed config), sorted."""
+    rows = _with_loss(df[df.protocol.str.startswith(select.SWEEP_PREFIX)])
+    for (protocol, task, device, method), g in rows.groupby(["protocol", "task", "device", "method"], sort=True):
+        yield protocol, task, device, method, g
+
+
+def sensitivity(g: pd.DataFrame, method: str, protocol: str, task: str):
+    """parameter -> (values, mean, low, high, seeds per value, default) of the validation loss over
+    the rows whose other options (dropout rates, base methods, mask modes) are at the protocol's
+    defaults; parameters with fewer than 2 values are left out. Also the defaults' note."""
+    default, note = select.defaults(method, protocol, task)
+    options = select.chain_options(method)
+    out = {}
+    for p in select.dropout_params(method):
+        pts = {}
+        for cfg, loss in zip(g.cfg, g.vloss):
+            if p not in cfg:
+                continue
+            if all(select.same(cfg.get(o, default.get(o)), default.get(o)) for o in options if o != p):
+                pts.setdefault(float(cfg[p]), []).append(float(loss))
+        if len(pts) < 2:
+            continue
+        x = sorted(pts)
+        out[p] = (x, [float(np.mean(pts[v])) for v in x], [min(pts[v]) for v in x], [max(pts[v]) for v in x],
+                  [len(pts[v]) for v in x], float(default[p]) if p in default else None)
+    return out, note
+
+
+def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
+    doc.add("## 4. Sensitivity to each dropout rate", "",
+            "For every method and each of its dropout parameters (its probabilities `p_*`/`z_*` and the "
+            "strengths `kappa`, `gamma`, its base method's included), the validation loss at the best epoch "
+            "against the parameter's value, all other options at the protocol's defaults (dotted line: "
+            "the default value): the mean over seeds and the band from the lowest to the highest seed. "
+            "Read from rows of `sweep*` protocols.", "")
+    groups = list(sweep_groups(df))
+    have = sorted({t for _, t, _, _, _ in groups})
+    missing = [t for t in select.SWEEP_TASKS if t not in have]
+    if not groups:
+        doc.add(f"**No rows yet.** This section needs rows of a `sweep*` protocol (one-at-a-time grids of "
+                f"each dropout parameter around the defaults, ≥ 2 seeds per value) on "
+                f"{', '.join(select.SWEEP_TASKS)}; they would come from {campaign_hint('sweep', 'such grids')}.", "")
+        return
+    if missing:
+        doc.add(f"No sweep rows yet for {', '.join(missing)}.", "")
+    for protocol, task, device, method, g in groups:
+        panels, note = sensitivity(g, method, protocol, task)
+        doc.add(f"### {select.unit_name(protocol, task, device)} · {method}", "")
+        if note:
+            doc.add(f"Note: {note}.", "")
+        if not panels:
+            doc.add(f"{len(g)} row(s), but no dropout parameter of {method} has ≥ 2 values with the "
+                    f"others at their defaults.", "")
+            continue
+        few = sorted(p for p, v in panels.items() if min(v[4]) < 2)
+        if few:
+            doc.add(f"Some values of {', '.join(few)} have a single seed: no band there (needs ≥ 2 seeds).", "")
+        swing = {p: max(v[1]) - min(v[1]) for p, v in panels.items()}
+        top = sorted(swing, key=lambda p: (-swing[p], p))[0]
+        best = {p: v[0][int(np.argmin(v[1]))] for p, v in panels.items()}
+        absent = [p for p in select.dropout_params(method) if p not in panels]
+        fig = figures.sweep(panels, f"{select.unit_name(protocol, task, device)} · {method}")
+        reading = (f"the validation loss moves most with {top} (by {fmt(swing[top], 3)} across its values); "
+                   + "; ".join(f"{p} is best at {best[p]:g}" for p in panels) + "."
+                   + (f" Not swept: {', '.join(absent)}." if absent else ""))
+        doc.figure(f"sweep_{select.slug(protocol, task, device, method)}.png", fig,
+                   f"validation loss against each dropout rate of {method}", reading)
+
+
+def fanova(g: pd.DataFrame, method: str, protocol: str, task: str):
+    """(parameter -> fANOVA importance, number of trials, note) from the rows: one trial per distinct
+    setting of the varying dropout parameters (its value the mean validation loss over seeds), other
+    options at their defaults; an in-memory optuna study and `evaluator()` (fANOVA, seed FANOVA_SEED).
+    None instead of the importances when there are too few trials."""
+    import warnings
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.importance import get_param_importances
+
+    default, _ = select.defaults(method, protocol, task)
+    params = select.dropout_params(method)
+    others = [o for o in select.chain_options(method) if o not in params]
+    keep = [(cfg, loss) for cfg, loss in zip(g.cfg, g.vloss)
+            if all(select.same(cfg.get(o, default.get(o)), default.get(o)) for o in others)]
+    values = {p: sorted({float(cfg.get(p, default.get(p, math.nan))) for cfg, _ in keep}) for p in params}
+    varying = [p for p in params if len(values[p]) > 1 and not any(math.isnan(v) for v in values[p])]
+    trials = {}
+    for cfg, loss in keep:
+        key = tuple(float(cfg.get(p, default.get(p))) for p in varying)
+        trials.setdefault(key, []).append(loss)
+    if not varying or len(trials) < MIN_TRIALS:
+        return None, len(trials), varying
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = {p: FloatDistribution(values[p][0], values[p][-1]) for p in varying}
+    study = optuna.create_study(direction="minimize")
+    for key in sorted(trials):
+        study.add_trial(optuna.trial.create_trial(params=dict(zip(varying, key)), distributions=dists,
+                                                  value=float(np.mean(trials[key]))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # e.g. PED-ANOVA's advice to run more trials
+        imp = get_param_importances(study, evaluator=evaluator()[2], params=varying)
+    return {p: float(imp[p]) for p in varying}, len(trials), varying
+
+
+def section_importance(doc: Doc, df: pd.DataFrame) -> None:
+    name, meaning, _ = evaluator()
+    doc.add("## 5. Which dropout rate matters most (importance)", "",
+            "Per method, the rows of a seeded random search over all its dropout parameters (any `sweep*` "
+            "rows whose other options are at their defaults) become trials of an in-memory optuna study "
+            "(one trial per setting, its value the validation loss averaged over seeds); optuna's "
+            f"functional-ANOVA (fANOVA) evaluator, seed {FANOVA_SEED}, splits the variance of the validation "
+            "loss between the parameters: a share near 1 means that parameter alone explains the changes in "
+            f"the loss. A method needs ≥ {MIN_TRIALS} distinct settings.", "")
+    if name != "fANOVA":
+        doc.add(f"**fANOVA is not available here:** optuna's fANOVA evaluator needs scikit-learn, which is "
+                f"not installed (not in requirements.lock), so optuna's {name} evaluator (top quantile "
+                f"{PED_QUANTILE}) stands in; its numbers say {meaning}.", "")
+    groups = list(sweep_groups(df))
+    if not groups:
+        doc.add(f"**No rows yet.** This section needs rows of a `sweep*` protocol with random draws of all "
+                f"of a method's dropout parameters (≥ {MIN_TRIALS} draws per method and task); they would come "
+                f"from {campaign_hint('sweep', 'seeded random searches')}.", "")
+        return
+    for protocol, task, device, method, g in groups:
+        imp, n, varying = fanova(g, method, protocol, task)
+        doc.add(f"### {select.unit_name(protocol, task, device)} · {method}", "")
+        if imp is None:
+            doc.add(f"{n} distinct setting(s) of {', '.join(varying) or 'no varying parameter'}: needs ≥ "
+                    f"{MIN_TRIALS} for fANOVA.", "")
+            continue
+        order = sorted(imp, key=lambda p: (-imp[p], p))
+        fig = figures.importance(imp, f"{select.unit_name(protocol, task, device)} · {method} ({n} settings)",
+                                 f"{name} importance")
+        rest = ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:])
+        doc.figure(f"importance_{select.slug(protocol, task, device, method)}.png", fig,
+                   f"{name} importance of {method}'s dropout parameters",
+                   f"for {method} on {task}, {order[0]} matters most ({name} importance {imp[order[0]]:.2f} "
+                   f"of 1, over {n} settings)" + (f"; then {rest}." if rest else "."))
+
+
+def section_published(doc: Doc, df: pd.DataFrame) -> None:
+    doc.add("## 6. Published numbers against ours", "",
+            "Every row of a `paper*` protocol (the published recipe, default config): our mean over seeds "
+            "next to the paper's number and the difference (ours − published).", "")
+    ok = df[(df.status == "ok") & df.protocol.str.startswith(select.PAPER_PREFIX)]
+    if ok.empty:
+        doc.add(f"**No rows yet.** This section needs rows of the `paper*` protocols (GPU scale): "
+                f"{campaign_hint('gpu', 'the paper protocols')}.", "")
+        return
+    rows = []
+    for (protocol, task, method, device), g in ok.groupby(["protocol", "task", "method", "device"], sort=True):
+        pub, broken = leaderboard.published(method, protocol, task)
+        pub = pub or {}
+        n = len(g)
+        t, v = g.test.mean(), g.valid.mean()
+        std = g.test.std(ddof=1) if n > 1 else math.nan
+        pt, pv = pub.get("test"), pub.get("valid")
+        rows.append([protocol, task, method, device, str(n), f"{fmt(t)} ± {fmt(std)}", fmt(pt),
+                     fmt(t - pt) if pt is not None else "—", fmt(v), fmt(pv),
+                     fmt(v - pv) if pv is not None else "—",
+                     pub.get("source", "plugin not loaded: " + broken if broken else "no published number")])
+    doc.table(rows, ["protocol", "task", "method", "device", "n", "test (ours)", "test (published)", "Δ test",
+                     "valid (ours)", "valid (published)", "Δ valid", "source"])

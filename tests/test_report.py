@@ -1,0 +1,311 @@
+"""make report (bench/report.py, bench/analysis/): numbers against scipy and hand computations on
+synthetic registries, every figure's series and labels, the Markdown's figure links, byte-identical
+reruns, and the sections that say plainly what rows they lack."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from bench import config as config_mod
+from bench import plugins, report, results
+from bench.analysis import select, stats
+from bench.analysis.results_sections import compare, complete_block
+from bench.analysis import sweep_sections
+from bench.analysis.sweep_sections import fanova, sensitivity, sweep_groups
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cfg_of(task, method, protocol, **over):
+    cfg = dict(config_mod.resolve(plugins.get_task(task), plugins.get_method(method), protocol, {}))
+    cfg.update(over)
+    return cfg
+
+
+def row(task, method, protocol, seed, test, valid=None, curve=None, vloss=None, tag="", **over):
+    """A full registry row of the protocol's config (default, or with `over` applied)."""
+    cfg = cfg_of(task, method, protocol, **over)
+    h = config_mod.config_hash(cfg)
+    spec = plugins.get_task(task)
+    metric = {"ptb": "ppl", "sst2": "accuracy", "sst5": "accuracy", "multi30k-de-en": "bleu"}[task]
+    higher = metric != "ppl"
+    curve = curve or [test * (1.3 if not higher else 0.8), test]
+    vloss = vloss if vloss is not None else [5.0, 4.5]
+    r = dict(schema_version=2, run_id=f"{task}.{method}.{protocol}.s{seed}.cpu.{h[:8]}{tag}", task=task,
+             method=method, protocol=protocol, seed=seed, derived_seed=seed, status="ok", metric=metric,
+             higher_is_better=higher, valid=valid if valid is not None else test, test=float(test),
+             valid_metric="ppl" if task == "multi30k-de-en" else metric, metric_signature="",
+             best_epoch=len(vloss), epochs=len(vloss), params=1000, wall_s=1.0, tokens_per_s=1.0,
+             curve_train_loss=[5.0] * len(curve), curve_valid=[float(c) for c in curve],
+             curve_valid_loss=[float(v) for v in vloss], curve_lr=[1.0] * len(curve),
+             curve_wall_s=[1.0] * len(curve), probe_loss=[], device="cpu", device_name="cpu",
+             cuda_version="", cpu_capability="AVX2", cpu_vendor="", cpu_model="", cpu_isa="", numerics="native",
+             threads=2, rnn_path="fused", torch_version="2.13.0", lock_sha256="", git_commit="abc",
+             git_dirty=False, plugin_sha256="", config_hash=h, config_json=json.dumps(cfg, sort_keys=True),
+             finished_at="2026-01-01T00:00:00+00:00")
+    assert spec.name == task
+    return r
+
+
+ZAREMBA = [100.0, 101.0, 99.5]
+GAL = [80.0, 80.8, 79.6]               # far below zaremba: better (ppl, lower is better)
+NAIVE = [101.0, 99.5, 100.0]           # the same values as zaremba: no difference
+
+
+@pytest.fixture
+def sweep_protocol(monkeypatch):
+    """A `sweep` protocol on ptb (the cpu budget), as the lead's sweep plans will add."""
+    for t in ("ptb", "sst2"):
+        task = plugins.get_task(t)
+        monkeypatch.setitem(task.protocols, "sweep", dict(task.protocols["cpu"]))
+    select.default_hash.cache_clear()
+    select.defaults.cache_clear()
+    yield
+    select.default_hash.cache_clear()
+    select.defaults.cache_clear()
+
+
+def zoneout_loss(z_h, z_c):
+    return 4.0 + 3.0 * (z_c - 0.4) ** 2 + 0.01 * z_h
+
+
+@pytest.fixture
+def full(tmp_path, sweep_protocol):
+    """A registry with every section's rows: cpu tables on 4 tasks, sweeps, paper rows, smoke."""
+    reg = tmp_path / "registry"
+    rows = []
+    for s, (z, g, n) in enumerate(zip(ZAREMBA, GAL, NAIVE)):
+        rows += [row("ptb", "zaremba", "cpu", s, z, curve=[150 + s, 120, z]),
+                 row("ptb", "gal", "cpu", s, g, curve=[140 + s, 90, g]),
+                 row("ptb", "naive", "cpu", s, n, curve=[150 + s, 100, n])]
+    rows.append(row("ptb", "none", "cpu", 0, 130.0, curve=[140, 120, 130]))      # one seed
+    # other tasks: accuracy / BLEU, higher is better; gal best on every task, then zaremba, naive
+    for task, base in (("sst2", 80.0), ("sst5", 40.0), ("multi30k-de-en", 30.0)):
+        for s in range(2):
+            rows += [row(task, "gal", "cpu", s, base + 2 + 0.1 * s), row(task, "zaremba", "cpu", s, base + 0.1 * s),
+                     row(task, "naive", "cpu", s, base - 1 + 0.1 * s)]
+    rows.append(row("sst2", "zaremba", "cpu", 5, 79.0, epochs=2, tag="x"))   # not the default: left out
+    # sweep: one-at-a-time grids of zoneout's z_h and z_c (2 seeds), then a random search
+    for s in range(2):
+        for zh in (0.0, 0.05, 0.1, 0.2):
+            rows.append(row("ptb", "zoneout", "sweep", s, 100, vloss=[5.0, zoneout_loss(zh, 0.5) + 0.01 * s], z_h=zh))
+        for zc in (0.3, 0.7):
+            rows.append(row("ptb", "zoneout", "sweep", s, 100, vloss=[5.0, zoneout_loss(0.05, zc) + 0.01 * s], z_c=zc))
+    rng = random.Random(3)
+    for i in range(24):
+        zh, zc = round(rng.uniform(0, 0.3), 4), round(rng.uniform(0.1, 0.8), 4)
+        rows.append(row("ptb", "zoneout", "sweep", 0, 100, vloss=[5.0, zoneout_loss(zh, zc)], z_h=zh, z_c=zc))
+    rows += [row("ptb", "zaremba", "paper", s, 85.0 + s) for s in range(2)]
+    rows.append(row("ptb", "zaremba", "smoke", 0, 900.0))
+    for r in rows:
+        results.write_row(reg, r)
+    return reg
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.03, 0.04 (m=3): 3*0.01=0.03, 2*0.03=0.06, max(0.06, 1*0.04)=0.06
+    out = stats.holm([0.01, 0.04, 0.03, math.nan])
+    assert out[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(out[3])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])       # capped at 1
+    assert stats.holm([]) == []
+
+
+def test_hedges_g_by_hand():
+    # means 2 and 4, variances 1 and 1: s_p = 1, d = -2, g = -2 * (1 - 3 / (4*6 - 9)) = -1.6
+    assert stats.hedges_g([1, 2, 3], [3, 4, 5]) == pytest.approx(-1.6)
+    # unequal n: a=[1,3] (var 2), b=[2,2,5] (var 3): s_p = sqrt((2 + 6)/3), d = (2 - 3)/s_p
+    sp = math.sqrt(8 / 3)
+    assert stats.hedges_g([1, 3], [2, 2, 5]) == pytest.approx(-1 / sp * (1 - 3 / (4 * 5 - 9)))
+    assert math.isnan(stats.hedges_g([1], [2, 3]))
+
+
+def test_table_statistics_against_scipy(full):
+    df = results.read_registry(full)
+    chosen, _ = select.default_rows(df[df.protocol == "cpu"])
+    res, higher = compare(chosen[chosen.task == "ptb"])
+    by = {d["method"]: d for d in res}
+    assert not higher and [d["method"] for d in res][0] == "gal"
+    p_gal = sps.ttest_ind(GAL, ZAREMBA, equal_var=False).pvalue
+    p_naive = sps.ttest_ind(NAIVE, ZAREMBA, equal_var=False).pvalue
+    assert by["gal"]["p"] == pytest.approx(p_gal) and by["naive"]["p"] == pytest.approx(p_naive)
+    assert by["gal"]["p_holm"] == pytest.approx(min(1, 2 * p_gal))
+    assert by["naive"]["p_holm"] == pytest.approx(max(2 * p_gal, p_naive))
+    assert by["gal"]["verdict"] == "better"                     # clearly separated: significant after Holm
+    assert by["naive"]["verdict"] == "no clear difference"      # identical values: not significant
+    assert by["none"]["verdict"] == "needs ≥ 2 seeds" and math.isnan(by["none"]["p"])
+    assert by["gal"]["diff"] == pytest.approx(np.mean(GAL) - np.mean(ZAREMBA))
+    assert by["gal"]["g"] == pytest.approx(stats.hedges_g(GAL, ZAREMBA)) and by["gal"]["g"] < -5
+    s = by["zaremba"]["s"]
+    half = sps.t.ppf(0.975, 2) * np.std(ZAREMBA, ddof=1) / math.sqrt(3)
+    assert (s.n, s.lo, s.hi) == (3, pytest.approx(np.mean(ZAREMBA) - half), pytest.approx(np.mean(ZAREMBA) + half))
+
+
+def test_ranks_and_friedman_against_scipy(full):
+    doc = report.build(results.read_registry(full))
+    text = doc.text()
+    df = results.read_registry(full)
+    chosen, _ = select.default_rows(df[df.protocol == "cpu"])
+    means = chosen.groupby(["task", "method"]).test.mean().unstack("method")
+    full_m, tasks_out, methods_out = complete_block(means)
+    assert methods_out == ["none"] and not tasks_out                 # none ran on ptb only
+    oriented = np.vstack([-full_m.loc[t].to_numpy() if t != "ptb" else full_m.loc[t].to_numpy()
+                          for t in full_m.index])
+    r = np.vstack([sps.rankdata(x) for x in oriented])
+    mean_rank = dict(zip(full_m.columns, r.mean(axis=0)))
+    # ptb: naive ties zaremba (the same values), ranks 2.5 each; elsewhere gal 1, zaremba 2, naive 3
+    assert mean_rank == pytest.approx({"gal": 1.0, "naive": 2.875, "zaremba": 2.125})
+    stat = sps.friedmanchisquare(*oriented.T).statistic
+    assert f"Friedman χ² = {stat:.3f} over 4 tasks and 3 methods" in text
+    assert re.search(r"^\| gal +\| 1\.00 +\| 1\.0 ", text, re.M)
+    assert np.array_equal(stats.ranks(oriented, False), r)
+    cd = stats.critical_difference(3, 4)
+    assert cd == pytest.approx(2.343 * math.sqrt(3 * 4 / 24), rel=1e-3)      # Demsar's q_0.05 for k=3
+    assert stats.cliques({"a": 1.0, "b": 1.5, "c": 3.0}, 1.0) == [["a", "b"]]
+
+
+def _texts(ax):
+    return [t.get_text() for t in ax.texts]
+
+
+def test_figures_series_and_labels(full):
+    doc = report.build(results.read_registry(full))
+    figs = doc.figures
+    assert sorted(figs) == sorted([
+        "means_cpu_multi30k-de-en_cpu.png", "means_cpu_ptb_cpu.png", "means_cpu_sst2_cpu.png",
+        "means_cpu_sst5_cpu.png", "cd_cpu_cpu.png", "curves_cpu_multi30k-de-en_cpu.png", "curves_cpu_ptb_cpu.png",
+        "curves_cpu_sst2_cpu.png", "curves_cpu_sst5_cpu.png", "sweep_sweep_ptb_cpu_zoneout.png",
+        "importance_sweep_ptb_cpu_zoneout.png", "means_paper_ptb_cpu.png", "curves_paper_ptb_cpu.png"])
+    ax = figs["means_cpu_ptb_cpu.png"].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["gal (n=3)", "naive (n=3)", "zaremba (n=3)", "none (n=1)"]
+    assert len(ax.containers) == 4 and "test ppl (lower is better)" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["zaremba mean"]
+    ax = figs["curves_cpu_ptb_cpu.png"].axes[0]
+    assert [line.get_label() for line in ax.lines] == ["gal (n=3)", "naive (n=3)", "none (n=1)", "zaremba (n=3)"]
+    assert list(ax.lines[0].get_ydata()) == pytest.approx([141, 90, np.mean(GAL)])
+    assert len(ax.collections) == 3                          # bands for the three methods with 3 seeds
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "validation ppl"
+    assert figs["curves_cpu_multi30k-de-en_cpu.png"].axes[0].get_ylabel() == "validation ppl"
+    texts = _texts(figs["cd_cpu_cpu.png"].axes[0])
+    assert "gal (1.00)" in texts and "zaremba (2.12)" in texts and "naive (2.88)" in texts
+    assert any(t.startswith("CD = ") for t in texts)
+    axes = figs["sweep_sweep_ptb_cpu_zoneout.png"].axes
+    assert [a.get_xlabel() for a in axes] == ["z_h", "z_c"] and axes[0].get_ylabel() == "validation loss"
+    assert list(axes[1].lines[0].get_xdata()) == [0.3, 0.5, 0.7]
+    ax = figs["importance_sweep_ptb_cpu_zoneout.png"].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["z_h", "z_c"] and len(ax.patches) == 2
+    assert ax.get_xlabel() == f"{sweep_sections.evaluator()[0]} importance"
+
+
+def test_sensitivity_and_importance(full):
+    df = results.read_registry(full)
+    g = list(sweep_groups(df))[0]
+    assert g[:4] == ("sweep", "ptb", "cpu", "zoneout")
+    panels, note = sensitivity(g[4], "zoneout", "sweep", "ptb")
+    assert note == "" and list(panels) == ["z_h", "z_c"]
+    x, mean, lo, hi, ns, default = panels["z_c"]
+    assert x == [0.3, 0.5, 0.7] and ns == [2, 2, 2] and default == 0.5
+    assert mean == pytest.approx([zoneout_loss(0.05, zc) + 0.005 for zc in x])
+    assert hi[0] - lo[0] == pytest.approx(0.01)
+    assert panels["z_h"][0] == [0.0, 0.05, 0.1, 0.2] and panels["z_h"][4] == [2, 2, 2, 2]
+    imp, n, varying = fanova(g[4], "zoneout", "sweep", "ptb")
+    assert varying == ["z_h", "z_c"] and n == 24 + 6           # random draws + the distinct grid points
+    assert imp["z_c"] > 0.8 and imp["z_c"] + imp["z_h"] == pytest.approx(1.0)
+    text = report.build(df).text()
+    assert "for zoneout on ptb, z_c matters most" in text
+    assert "the validation loss moves most with z_c" in text
+    assert "No sweep rows yet for multi30k-de-en, sst2." in text
+
+
+def test_without_scikit_learn_the_stand_in_is_named(full, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)             # import sklearn -> ImportError
+    assert sweep_sections.evaluator()[0] == "PED-ANOVA"
+    text = report.build(results.read_registry(full)).text()
+    assert "**fANOVA is not available here:** optuna's fANOVA evaluator needs scikit-learn" in text
+    assert "for zoneout on ptb, z_c matters most (PED-ANOVA importance" in text
+
+
+def test_fanova_with_scikit_learn(full):
+    pytest.importorskip("sklearn")
+    name, _, ev = sweep_sections.evaluator()
+    assert name == "fANOVA" and type(ev).__name__ == "FanovaImportanceEvaluator"
+    g = list(sweep_groups(results.read_registry(full)))[0][4]
+    first = fanova(g, "zoneout", "sweep", "ptb")
+    assert first == fanova(g, "zoneout", "sweep", "ptb")          # seeded: the same numbers every time
+    assert first[0]["z_c"] > 0.8
+
+
+def test_dropout_params_of_each_method():
+    assert select.dropout_params("zoneout") == ["z_h", "z_c", "p_emb", "p_hid", "p_out"]
+    assert "p_weight" in select.dropout_params("awd")
+    assert select.dropout_params("fraternal")[0] == "kappa" and "p_weight" in select.dropout_params("fraternal")
+    assert select.dropout_params("curriculum") == ["gamma", "p_emb", "p_hid", "p_out"]
+    assert select.dropout_params("none") == []
+
+
+def test_published_and_notes(full):
+    text = report.build(results.read_registry(full)).text()
+    line = [ln for ln in text.splitlines() if ln.startswith("| paper ")][0]
+    assert "| 85.50 ± 0.71 " in line and "| 82.70 " in line and "| 2.80 " in line and "Zaremba et al. 2014" in line
+    assert "Sections 1–3 leave out the `smoke` protocol (1 rows)" in text
+    assert "1 row(s) of these protocols ran a config other than" in text
+    assert "900.00" not in text                                   # the smoke row is not in the tables
+
+
+def test_markdown_references_every_figure_and_rerun_is_byte_identical(full, tmp_path):
+    out = tmp_path / "out"
+    md = report.write(full, out)
+    text = md.read_text()
+    files = sorted(p.name for p in (out / "figures").glob("*.png"))
+    linked = re.findall(r"!\[[^\]]*\]\(figures/([^)]+)\)", text)
+    assert sorted(linked) == files and len(files) == 13
+    lines = text.splitlines()
+    for i, ln in enumerate(lines):                               # each figure has its reading beside it
+        if ln.startswith("!["):
+            assert lines[i + 2].startswith("*Reading:* ")
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    (out / "figures" / "stale.png").write_bytes(b"old")
+    assert report.main(["--registry", str(full), "--out", str(out)]) == 0
+    after = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before                                       # same bytes, the stale figure gone
+
+
+def test_sections_say_what_they_lack(registry, tmp_path):
+    results.write_row(registry, row("ptb", "zaremba", "smoke", 0, 900.0))
+    results.write_row(registry, row("ptb", "gal", "smoke", 0, 800.0))
+    text = report.build(results.read_registry(registry)).text()
+    assert text.count("**No rows yet.**") == 3 and "`sweep*` protocol" in text and "PLAN=gpu" in text
+    assert "No rows: this section needs finished runs" in text
+    smoke = report.build(results.read_registry(registry), include_smoke=True)
+    assert "### smoke · ptb · cpu — test ppl (lower is better)" in smoke.text()
+    assert "needs ≥ 2 seeds" in smoke.text() and "Needs ≥ 3 methods on ≥ 2 tasks" in smoke.text()
+    assert sorted(smoke.figures) == ["curves_smoke_ptb_cpu.png", "means_smoke_ptb_cpu.png"]
+    empty = report.build(results.read_registry(tmp_path / "nothing")).text()
+    assert "The registry holds 0 run(s)" in empty
+
+
+def test_makefile_has_a_report_target():
+    mk = (REPO / "Makefile").read_text()
+    assert re.search(r"^report: install\n\t\$\(PY\) -m bench.report", mk, re.M)
+    assert "make report " in mk
+
+
+def test_devices_are_never_pooled_and_undefined_sweep_protocols_are_said(registry):
+    for s in range(2):
+        results.write_row(registry, row("ptb", "zaremba", "cpu", s, 100.0 + s))
+        results.write_row(registry, dict(row("ptb", "zaremba", "cpu", s, 90.0 + s, tag="g"), device="cuda"))
+        for zc in (0.3, 0.5, 0.7):           # a `sweep` protocol this checkout does not define
+            r = row("ptb", "zoneout", "cpu", s, 100.0, vloss=[5.0, 4.0 + zc + 0.01 * s], z_c=zc)
+            results.write_row(registry, dict(r, protocol="sweep", run_id=r["run_id"] + ".sweep"))
+    text = report.build(results.read_registry(registry)).text()
+    assert "### cpu · ptb · cpu — test ppl" in text and "### cpu · ptb · cuda — test ppl" in text
+    assert "| zaremba  | 100.50 |" in text and "| zaremba  | 90.50  |" in text
+    assert "protocol 'sweep' does not resolve for ptb · zoneout here" in text
+    assert "the validation loss moves most with z_c (by 0.400 across its values)" in text
