@@ -90,17 +90,14 @@ def run_subprocess(cmd: list[str], env: dict, log: str, cwd: str, deadline: floa
         proc = subprocess.Popen(cmd, cwd=cwd, env=full, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            while True:
-                try:
-                    return proc.wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    pass
+            while proc.poll() is None:
                 if (deadline is not None and time.time() >= deadline) or (stop is not None and stop.is_set()):
-                    break
+                    return _terminate(proc)
+                time.sleep(0.5)
+            return proc.returncode
         except BaseException:        # Ray's cancel (KeyboardInterrupt): stop the run cleanly too
             _terminate(proc)
             raise
-        return _terminate(proc)
 
 
 def _terminate(proc: subprocess.Popen) -> int:
@@ -122,7 +119,7 @@ class LocalBackend:
         return run_subprocess(cmd, env, log, str(REPO), deadline, self.stop)
 
     def close(self):
-        pass
+        """Nothing to shut down: the local backend starts no service."""
 
 
 class RayBackend:

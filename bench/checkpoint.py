@@ -11,6 +11,7 @@ import fcntl
 import os
 import random
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -95,11 +96,8 @@ class StopSignal:
             signal.signal(s, h)
 
     def __enter__(self):
-        for s in self.SIGNALS:
-            try:
-                self._old[s] = signal.signal(s, self._handle)
-            except ValueError:               # not the main thread: signals stay as they are
-                pass
+        if threading.current_thread() is threading.main_thread():   # only it may set handlers
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):

@@ -10,6 +10,7 @@ import hashlib
 import os
 import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,13 +60,10 @@ def cpu_info() -> dict:
     """Vendor, model name and the kernel-relevant ISA flags of this CPU (first processor of
     /proc/cpuinfo; the platform module's words where that file does not exist)."""
     fields = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in (cpuinfo.read_text(encoding="utf-8").splitlines() if cpuinfo.exists() else []):
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
     return dict(cpu_vendor=fields.get("vendor_id") or platform.machine(),
                 cpu_model=fields.get("model name") or platform.processor() or platform.machine(),
