@@ -198,7 +198,9 @@ def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: 
         saved = ckpt.load()
         sacred_id = run_id if saved is None else f"{run_id}.resume-e{saved['loop']['epoch']}-b{saved['loop']['batch']}"
         if saved is not None:
-            echo(f"resuming {run_id} at epoch {saved['loop']['epoch']}")
+            batch = saved["loop"]["batch"]
+            echo(f"resuming {run_id} at epoch {saved['loop']['epoch']}" + (f", batch {batch}" if batch else "")
+                 + f" from {ckpt.path}")
         del saved
         sacred_dir = folder / "sacred"
         if (sacred_dir / sacred_id).exists():          # an earlier attempt that stopped at the same point

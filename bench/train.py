@@ -150,8 +150,6 @@ def train(task, method, cfg, data, device, rng, log=lambda name, value, step: No
             average.avg = [a.to(device) for a in saved["average"]["avg"]]
             average.n = saved["average"]["n"]
         s = saved["loop"]
-        echo(f"resuming at epoch {s['epoch']}" + (f", batch {s['batch']}" if s["batch"] else "")
-             + f" from {checkpoint.path}")
 
     def snapshot():
         return dict(model=model.state_dict(), optimizer=opt.state_dict(), loop=s, rng=rng_states(rng),
