@@ -180,13 +180,23 @@ class Estimator:
         like = ok[(ok.task == spec.task) & (ok.method == spec.method) & (ok.protocol == spec.protocol)]
         if len(like):
             return START_S + float(like.wall_s.mean()), f"registry: {len(like)} row(s) of {spec.task}/{spec.method}/{spec.protocol}"
-        key = (spec.task, spec.method, spec.protocol, self.dtype, cfg_hash)
+        key = (spec.task, spec.method, spec.protocol, self.dtype, speed_key(spec))
         if key not in self.cache:
             try:
                 self.cache[key] = measure(spec, self.dtype, self.data_dir, self.threads)
             except Exception as exc:      # e.g. no GPU here for a cuda plan; the run itself reports errors
                 self.cache[key] = None, f"none ({type(exc).__name__}: {exc})"
         return self.cache[key]
+
+
+def speed_key(spec: plans.RunSpec) -> str:
+    """The config as far as speed goes: a method option's float value (a rate, kappa, gamma) only
+    matters by being zero or not (which noise runs, hence which rnn path), so the points of a sweep
+    share one measurement."""
+    options = set().union(*(m.options for m in config_mod.method_chain(plugins.get_method(spec.method),
+                                                                      dict(spec.overrides))))
+    cfg = {k: (v > 0 if k in options and isinstance(v, float) else v) for k, v in spec.cfg.items()}
+    return config_mod.config_hash(cfg)
 
 
 def measure(spec: plans.RunSpec, dtype: str, data_dir: Path, threads: int) -> tuple[float, str]:

@@ -107,10 +107,25 @@ def selectors(task) -> tuple[str, ...]:
 # Equal-compute protocols: the task fixes the budget (model shape, epochs, batches, data); a method's
 # protocol entry may tune its own recipe there but not a key of the task's COMPUTE_KEYS, and offers
 # the protocol only on tasks that define it.
-EQUAL_COMPUTE = ("equal", "cpu")
+EQUAL_COMPUTE = ("equal", "cpu", "sweep")
 COMPUTE_KEYS = ("emb_size", "hidden_size", "layers", "tie_weights", "epochs", "batch_size", "bptt",
                 "train_tokens", "eval_tokens", "train_examples", "eval_examples", "train_phrases",
                 "beam_size", "min_freq")
+
+
+# A `sweep` is a sensitivity study around the `cpu` recipe at a smaller scale: the task's protocol fixes
+# the whole training recipe (model, data slice, optimizer, schedule) for every method, and each method
+# brings only its own options (dropout rates, kappa, gamma, mask modes) from its `cpu` entry; its
+# optimizer recipe (e.g. AWD's NT-ASGD) is not part of what a sweep measures.
+RATES_FROM = {"sweep": "cpu"}
+
+
+def method_layer(m, protocol: str, sel: str) -> dict:
+    """What method `m` sets under `protocol` for selector `sel`."""
+    if protocol in m.protocols or protocol not in RATES_FROM:
+        return m.protocols.get(protocol, {}).get(sel, {})
+    layer = m.protocols.get(RATES_FROM[protocol], {}).get(sel, {})
+    return {k: v for k, v in layer.items() if k in m.options}
 
 
 def protocols_for(task, method, overrides: dict | None = None) -> list[str]:
@@ -174,9 +189,8 @@ def resolve(task, method, protocol: str, overrides: dict[str, str]) -> Config:
     fixed = task.protocols.get(protocol, {})
     cfg.update(fixed)
     for m in chain:
-        per_task = m.protocols.get(protocol, {})
         for sel in selectors(task):
-            layer = per_task.get(sel, {})
+            layer = method_layer(m, protocol, sel)
             clash = sorted(set(layer) & set(fixed) & set(COMPUTE_KEYS)) if protocol in EQUAL_COMPUTE else []
             if clash:
                 raise UsageError(f"method {m.name!r} sets {', '.join(clash)} under {protocol!r} for {sel!r}, "

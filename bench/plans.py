@@ -9,12 +9,16 @@
     set = { epochs = 3 }              # fixed overrides (optional)
     [block.grid]                      # cartesian product, one run per point (optional)
     p_rec = [0.0, 0.1, 0.2]
+    [block.each]                      # one at a time: one run per (option, value), others at defaults
+    p_emb = [0.0, 0.2, 0.4]
+    p_out = [0.0, 0.3]
     [block.random]                    # seeded uniform draws, one run per draw (optional)
     n = 4
     seed = 1
     ranges = { lr = [0.5, 2.0], epochs = [2, 4] }   # int bounds draw integers
 
-A block with both a grid and random draws runs every grid point with every draw. Within a block
+A block with both a grid and random draws runs every grid point with every draw; `each` points
+combine with the grid the same way (a sensitivity study uses `each` alone). Within a block
 seeds come first (seed 0 of every cell before seed 1); `priority = "seed"` orders the whole plan
 that way. Every run's config is resolved while expanding, so any bad name or value is a
 UsageError naming the plan before anything runs.
@@ -34,7 +38,7 @@ from bench.numerics import MODES
 
 PLANS = Path(__file__).resolve().parent.parent / "plans"
 PLAN_KEYS = {"description", "priority", "numerics", "block"}
-BLOCK_KEYS = {"protocol", "tasks", "methods", "seeds", "set", "grid", "random"}
+BLOCK_KEYS = {"protocol", "tasks", "methods", "seeds", "set", "grid", "each", "random"}
 RANDOM_KEYS = {"n", "seed", "ranges"}
 PRIORITIES = ("seed", "block")
 
@@ -47,6 +51,7 @@ class Block:
     seeds: list[int]
     fixed: dict = field(default_factory=dict)      # option -> value
     grid: dict = field(default_factory=dict)       # option -> [values]
+    each: dict = field(default_factory=dict)       # option -> [values], one option at a time
     random: dict | None = None                     # {"n", "seed", "ranges": {option: [low, high]}}
 
 
@@ -130,12 +135,14 @@ def make_block(spec: dict, where: str) -> Block:
         raise UsageError(f"{where}: protocol must be a name such as \"smoke\"")
     fixed = spec.get("set", {})
     grid = spec.get("grid", {})
-    for key, table in (("set", fixed), ("grid", grid)):
+    each = spec.get("each", {})
+    for key, table in (("set", fixed), ("grid", grid), ("each", each)):
         if not isinstance(table, dict):
             raise UsageError(f"{where}.{key} must be a table such as {{ p_rec = ... }} (got {table!r})")
-    for option, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise UsageError(f"{where}.grid.{option}: expected a non-empty list of values")
+    for key, table in (("grid", grid), ("each", each)):
+        for option, values in table.items():
+            if not isinstance(values, list) or not values:
+                raise UsageError(f"{where}.{key}.{option}: expected a non-empty list of values")
     rnd = spec.get("random")
     if rnd is not None:
         _check_keys(rnd, RANDOM_KEYS, f"{where}.random")
@@ -154,7 +161,8 @@ def make_block(spec: dict, where: str) -> Block:
                  methods=_names(spec["methods"], plugins.list_methods(), "method", where),
                  seeds=parse_seeds(spec.get("seeds", [0]), f"{where}: seeds"),
                  fixed={k: _text(v) for k, v in fixed.items()},
-                 grid={k: [_text(v) for v in vs] for k, vs in grid.items()}, random=rnd)
+                 grid={k: [_text(v) for v in vs] for k, vs in grid.items()},
+                 each={k: [_text(v) for v in vs] for k, vs in each.items()}, random=rnd)
 
 
 def plan_path(name: str) -> Path:
@@ -209,10 +217,11 @@ def draws(rnd: dict | None) -> list[dict]:
 
 
 def points(block: Block) -> list[dict]:
-    """Every option assignment of a block: fixed set < grid point < random draw."""
+    """Every option assignment of a block: fixed set < grid point < one-at-a-time value < random draw."""
     keys = sorted(block.grid)
     grid = [dict(zip(keys, values)) for values in itertools.product(*(block.grid[k] for k in keys))]
-    return [{**block.fixed, **g, **d} for g in grid for d in draws(block.random)]
+    each = [{k: v} for k in sorted(block.each) for v in block.each[k]] or [{}]
+    return [{**block.fixed, **g, **e, **d} for g in grid for e in each for d in draws(block.random)]
 
 
 def expand(blocks: list[Block], device_type: str, priority: str = "seed", where: str = "") -> list[RunSpec]:

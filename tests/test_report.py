@@ -61,11 +61,8 @@ NAIVE = [101.0, 99.5, 100.0]           # the same values as zaremba: no differen
 
 
 @pytest.fixture
-def sweep_protocol(monkeypatch):
-    """A `sweep` protocol on ptb (the cpu budget), as the lead's sweep plans will add."""
-    for t in ("ptb", "sst2"):
-        task = plugins.get_task(t)
-        monkeypatch.setitem(task.protocols, "sweep", dict(task.protocols["cpu"]))
+def sweep_protocol():
+    """Fresh caches of the protocols' default configs around a test."""
     select.default_hash.cache_clear()
     select.defaults.cache_clear()
     yield
@@ -181,7 +178,7 @@ def test_figures_series_and_labels(full):
     assert sorted(figs) == sorted([
         "means_cpu_multi30k-de-en_cpu.png", "means_cpu_ptb_cpu.png", "means_cpu_sst2_cpu.png",
         "means_cpu_sst5_cpu.png", "cd_cpu_cpu.png", "curves_cpu_multi30k-de-en_cpu.png", "curves_cpu_ptb_cpu.png",
-        "curves_cpu_sst2_cpu.png", "curves_cpu_sst5_cpu.png", "sweep_sweep_ptb_cpu_zoneout.png",
+        "curves_cpu_sst2_cpu.png", "curves_cpu_sst5_cpu.png", "sweep_sweep_ptb_cpu_zoneout.png", "curves_sweep_ptb_cpu.png",
         "importance_sweep_ptb_cpu_zoneout.png", "means_paper_ptb_cpu.png", "curves_paper_ptb_cpu.png"])
     ax = figs["means_cpu_ptb_cpu.png"].axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["gal (n=3)", "naive (n=3)", "zaremba (n=3)", "none (n=1)"]
@@ -199,6 +196,11 @@ def test_figures_series_and_labels(full):
     axes = figs["sweep_sweep_ptb_cpu_zoneout.png"].axes
     assert [a.get_xlabel() for a in axes] == ["z_h", "z_c"] and axes[0].get_ylabel() == "validation loss"
     assert list(axes[1].lines[0].get_xdata()) == [0.3, 0.5, 0.7]
+    ax = figs["curves_sweep_ptb_cpu.png"].axes[0]         # the sweep scale's default configs
+    assert ax.get_ylabel() == "validation ppl" and ax.lines
+    text = doc.text()
+    assert "### Scale of sweep · ptb · cpu" in text and "train_tokens=80000" in text
+    assert "not those of the `cpu` or `paper` leaderboards" in text
     ax = figs["importance_sweep_ptb_cpu_zoneout.png"].axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["z_h", "z_c"] and len(ax.patches) == 2
     assert ax.get_xlabel() == f"{sweep_sections.evaluator()[0]} importance"
@@ -265,7 +267,7 @@ def test_markdown_references_every_figure_and_rerun_is_byte_identical(full, tmp_
     text = md.read_text()
     files = sorted(p.name for p in (out / "figures").glob("*.png"))
     linked = re.findall(r"!\[[^\]]*\]\(figures/([^)]+)\)", text)
-    assert sorted(linked) == files and len(files) == 13
+    assert sorted(linked) == files and len(files) == 14
     lines = text.splitlines()
     for i, ln in enumerate(lines):                               # each figure has its reading beside it
         if ln.startswith("!["):
@@ -303,9 +305,9 @@ def test_devices_are_never_pooled_and_undefined_sweep_protocols_are_said(registr
         results.write_row(registry, dict(row("ptb", "zaremba", "cpu", s, 90.0 + s, tag="g"), device="cuda"))
         for zc in (0.3, 0.5, 0.7):           # a `sweep` protocol this checkout does not define
             r = row("ptb", "zoneout", "cpu", s, 100.0, vloss=[5.0, 4.0 + zc + 0.01 * s], z_c=zc)
-            results.write_row(registry, dict(r, protocol="sweep", run_id=r["run_id"] + ".sweep"))
+            results.write_row(registry, dict(r, protocol="sweep-gone", run_id=r["run_id"] + ".sweep"))
     text = report.build(results.read_registry(registry)).text()
     assert "### cpu · ptb · cpu — test ppl" in text and "### cpu · ptb · cuda — test ppl" in text
     assert "| zaremba  | 100.50 |" in text and "| zaremba  | 90.50  |" in text
-    assert "protocol 'sweep' does not resolve for ptb · zoneout here" in text
+    assert "protocol 'sweep-gone' does not resolve for ptb · zoneout here" in text
     assert "the validation loss moves most with z_c (by 0.400 across its values)" in text

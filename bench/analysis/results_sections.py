@@ -209,25 +209,31 @@ def section_curves(doc: Doc, df: pd.DataFrame, names: list[str]) -> None:
         return
     for protocol, task, device in select.units(ok):
         unit = ok[(ok.protocol == protocol) & (ok.task == task) & (ok.device == device)]
-        vm = unit.valid_metric.iloc[0]
-        higher = valid_higher(unit)
-        series = {}
-        for m, g in unit.groupby("method", sort=True):
-            cs = [[float(v) for v in c] for c in g.curve_valid if c is not None and len(c)]
-            if cs:
-                series[m] = curve_stats(cs)
         doc.add(f"### {select.unit_name(protocol, task, device)}", "")
-        if not series:
-            doc.add("Its rows have no learning curves (schema-1 rows).", "")
-            continue
-        fig = figures.curves(series, f"validation {vm}", select.unit_name(protocol, task, device), names)
-        best = {m: (max if higher else min)(s[1]) for m, s in series.items()}
-        last = {m: s[1][-1] for m, s in series.items()}
-        top = sorted(last, key=lambda m: (-last[m] if higher else last[m], m))[0]
-        turned = sorted(m for m, s in series.items() if len(s[1]) > 1 and
-                        s[0][s[1].index(best[m])] < s[0][-1] and abs(last[m] - best[m]) > 1e-3 * abs(best[m]))
-        reading = f"after the last epoch {top} has the best mean validation {vm} ({fmt(last[top])}); "
-        reading += (f"{', '.join(turned)} peaked before the last epoch and then got worse (overfitting)."
-                    if turned else "no method's mean curve got worse after its best epoch.")
-        doc.figure(f"curves_{select.slug(protocol, task, device)}.png", fig,
-                   f"validation {vm} per epoch, {protocol} {task}", reading)
+        unit_curves(doc, unit, names)
+
+
+def unit_curves(doc: Doc, unit: pd.DataFrame, names: list[str]) -> None:
+    """The learning-curve figure of one (protocol, task, device) table and its reading."""
+    protocol, task, device = unit.protocol.iloc[0], unit.task.iloc[0], unit.device.iloc[0]
+    vm = unit.valid_metric.iloc[0]
+    higher = valid_higher(unit)
+    series = {}
+    for m, g in unit.groupby("method", sort=True):
+        cs = [[float(v) for v in c] for c in g.curve_valid if c is not None and len(c)]
+        if cs:
+            series[m] = curve_stats(cs)
+    if not series:
+        doc.add("Its rows have no learning curves (schema-1 rows).", "")
+        return
+    fig = figures.curves(series, f"validation {vm}", select.unit_name(protocol, task, device), names)
+    best = {m: (max if higher else min)(s[1]) for m, s in series.items()}
+    last = {m: s[1][-1] for m, s in series.items()}
+    top = sorted(last, key=lambda m: (-last[m] if higher else last[m], m))[0]
+    turned = sorted(m for m, s in series.items() if len(s[1]) > 1 and
+                    s[0][s[1].index(best[m])] < s[0][-1] and abs(last[m] - best[m]) > 1e-3 * abs(best[m]))
+    reading = f"after the last epoch {top} has the best mean validation {vm} ({fmt(last[top])}); "
+    reading += (f"{', '.join(turned)} peaked before the last epoch and then got worse (overfitting)."
+                if turned else "no method's mean curve got worse after its best epoch.")
+    doc.figure(f"curves_{select.slug(protocol, task, device)}.png", fig,
+               f"validation {vm} per epoch, {protocol} {task}", reading)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench import leaderboard
+from bench import leaderboard, plugins
 from bench.analysis import figures, select
 from bench.analysis.doc import Doc, campaign_hint, fmt
 
@@ -84,6 +84,7 @@ def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
         return
     if missing:
         doc.add(f"No sweep rows yet for {', '.join(missing)}.", "")
+    section_scale(doc, df)
     for protocol, task, device, method, g in groups:
         panels, note = sensitivity(g, method, protocol, task)
         doc.add(f"### {select.unit_name(protocol, task, device)} · {method}", "")
@@ -106,6 +107,37 @@ def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
                    + (f" Not swept: {', '.join(absent)}." if absent else ""))
         doc.figure(f"sweep_{select.slug(protocol, task, device, method)}.png", fig,
                    f"validation loss against each dropout rate of {method}", reading)
+
+
+SCALE_KEYS = ("layers", "hidden_size", "emb_size", "train_tokens", "train_examples", "eval_tokens",
+              "eval_examples", "epochs", "batch_size", "bptt", "optimizer", "lr", "lr_decay", "lr_decay_start",
+              "beam_size")
+
+
+def section_scale(doc: Doc, df: pd.DataFrame) -> None:
+    """Per sweep table: the scale it ran at (the task's protocol entry) and the learning curves of
+    every method's default config, `none` included, which show whether the scale is one where
+    dropout matters (the unregularised model's validation curve turns the wrong way)."""
+    from bench.analysis.results_sections import unit_curves
+    sweep = df[(df.status == "ok") & df.protocol.str.startswith(select.SWEEP_PREFIX)]
+    chosen, _ = select.default_rows(sweep)
+    names = sorted(set(plugins.list_methods()) | set(df.method))
+    for protocol, task, device in select.units(chosen):
+        unit = chosen[(chosen.protocol == protocol) & (chosen.task == task) & (chosen.device == device)]
+        doc.add(f"### Scale of {select.unit_name(protocol, task, device)}", "")
+        try:
+            fixed = plugins.get_task(task).protocols.get(protocol, {})
+        except Exception as exc:                      # a task plugin that no longer loads
+            fixed, why = {}, f" (task {task!r} does not load here: {exc})"
+        else:
+            why = ""
+        scale = ", ".join(f"{k}={fixed[k]}" for k in SCALE_KEYS if k in fixed and fixed[k] not in (0, None))
+        doc.add(f"These points ran at the `{protocol}` scale of {task}: {scale or 'unknown' + why}; every "
+                "method with the same recipe, its dropout options at its `cpu` defaults except the one "
+                "varied. A short run on a slice of the data, so the absolute numbers are not those of "
+                "the `cpu` or `paper` leaderboards; what carries over is how the loss moves with each "
+                "rate. The learning curves of the defaults (`none`: no dropout at all):", "")
+        unit_curves(doc, unit, names)
 
 
 def fanova(g: pd.DataFrame, method: str, protocol: str, task: str):
