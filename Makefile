@@ -86,7 +86,7 @@ report: install
 	$(PY) -m bench.report
 
 verify-seeds: install
-	$(PY) -m bench verify-seeds
+	$(PY) -m bench verify-seeds $(if $(SWEEP_SAMPLE),--sweep-sample $(SWEEP_SAMPLE))
 
 list: install
 	$(PY) -m bench list

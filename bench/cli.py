@@ -166,7 +166,8 @@ def cmd_verify(args):
 
     from bench import numerics, results, verify
     if args.numerics:                      # a child: verify the rows of this process's mode
-        rows = verify.verify_all(data_dir=args.data_dir, only=args.only, numerics=numerics.effective())
+        rows = verify.verify_all(data_dir=args.data_dir, only=args.only, numerics=numerics.effective(),
+                                 sweep_sample=args.sweep_sample)
         Path(args.summary).write_text(json.dumps(rows))
         return 0
     modes = sorted({verify.replay_mode(n) for n in results.read_registry().numerics})
@@ -176,7 +177,8 @@ def cmd_verify(args):
             summary = Path(tmp) / "summary.json"
             cmd = [sys.executable, "-m", "bench"] + (["--data-dir", args.data_dir] if args.data_dir else []) + [
                 "verify-seeds", "--numerics", mode, "--summary", str(summary)] + (
-                ["--only", args.only] if args.only else [])
+                ["--only", args.only] if args.only else []) + (
+                ["--sweep-sample", str(args.sweep_sample)] if args.sweep_sample is not None else [])
             proc = subprocess.run(cmd, env=dict(os.environ, BENCH_NUMERICS=mode))
             if proc.returncode != 0 or not summary.exists():
                 print(f"error: verifying the {mode}-numerics rows failed (exit {proc.returncode})", file=sys.stderr)
@@ -203,6 +205,16 @@ def cmd_data(args):
             print(f"{name}: {len(files)} files verified in {target}")
 
 
+def _non_negative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 (got {text!r}), e.g. --sweep-sample 2")
+    return n
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench", description="RNN dropout benchmark")
     p.add_argument("--data-dir", default=None, help="data directory (default: $BENCH_DATA, ../shared/data, ./data)")
@@ -220,6 +232,9 @@ def main(argv=None) -> int:
     sub.add_parser("leaderboard", help="regenerate reports/LEADERBOARD.md").set_defaults(fn=cmd_leaderboard)
     v = sub.add_parser("verify-seeds", help="re-run registered CPU-feasible runs and compare metrics")
     v.add_argument("--only", default=None, help="only run ids containing this text")
+    v.add_argument("--sweep-sample", type=_non_negative, default=None, metavar="N",
+                   help="of the sweep* protocols' rows, verify only N per (protocol, task, method), the same "
+                        "ones every time (CI); every other row is always verified")
     v.add_argument("--numerics", choices=("portable", "native"), help=argparse.SUPPRESS)
     v.add_argument("--summary", help=argparse.SUPPRESS)
     v.set_defaults(fn=cmd_verify)

@@ -59,11 +59,35 @@ def full_rerun(row) -> bool:
     return row.protocol in plugins.get_task(row.task).cpu_protocols
 
 
-def verify_row(row, data_dir) -> dict:
+def load_cached(task, method, cfg, data_dir, cache: dict):
+    """task.load, shared by rows whose configs differ only in their methods' options (the points
+    of a sweep): the data a task loads depends on its own keys only. Tasks treat data as read-only."""
+    options = set().union(*(m.options for m in config_mod.method_chain(method, dict(cfg))))
+    key = (task.name, str(data_dir), json.dumps({k: v for k, v in cfg.items() if k not in options}, sort_keys=True))
+    if key not in cache:
+        cache.clear()                                  # one dataset in memory at a time
+        cache[key] = task.load(Path(data_dir), cfg)
+    return cache[key]
+
+
+def sample(df, per_group: int):
+    """Every row of a results protocol, and at most `per_group` rows of each (protocol, task, method)
+    of the `sweep*` protocols (hundreds of short points), chosen by a hash of the run id, so the same
+    rows every time. CI uses it to stay within its time budget."""
+    import hashlib
+    sweep = df.protocol.str.startswith("sweep")
+    key = df.run_id.map(lambda r: hashlib.sha256(r.encode()).hexdigest())
+    picked = (df[sweep].assign(_k=key[sweep]).sort_values("_k")
+              .groupby(["protocol", "task", "method"], sort=True).head(per_group).drop(columns="_k"))
+    import pandas as pd
+    return pd.concat([df[~sweep], picked]).sort_values("run_id", kind="stable")
+
+
+def verify_row(row, data_dir, cache: dict | None = None) -> dict:
     """{run_id, mode, exact, ok, detail}; raises UsageError when the row cannot be replayed here."""
     task, method = plugins.get_task(row.task), plugins.get_method(row.method)
     cfg = config_mod.Config(json.loads(row.config_json))
-    data = task.load(Path(data_dir), cfg)
+    data = load_cached(task, method, cfg, data_dir, {} if cache is None else cache)
     dev = torch.device("cpu")
     torch.set_num_threads(int(row.threads))          # the row's thread count: results depend on it
     exact = same_fingerprint(row, seeding.fingerprint(dev))
@@ -97,18 +121,20 @@ def replay_mode(row_numerics: str) -> str:
 
 
 def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=print,
-               numerics: str | None = None) -> list[dict]:
-    """Verify every row (or those whose id contains `only`, or whose replay mode is `numerics`).
-    Rows that cannot be replayed are returned with ok=False and a reason, or skipped=True when only
-    their data is absent."""
+               numerics: str | None = None, sweep_sample: int | None = None) -> list[dict]:
+    """Verify every row (or those whose id contains `only`, or whose replay mode is `numerics`; with
+    `sweep_sample`, at most that many rows per sweep cell, see `sample`). Rows that cannot be replayed
+    are returned with ok=False and a reason, or skipped=True when only their data is absent."""
     seeding.set_threads()
     df = results.read_registry(registry)
     if only:
         df = df[df.run_id.str.contains(only, regex=False)]
+    if sweep_sample is not None:
+        df = sample(df, sweep_sample)
     if numerics:
         df = df[[replay_mode(n) == numerics for n in df.numerics]]
     data_dir = data_dir or default_data_dir()
-    out, data_status = [], {}
+    out, data_status, cache = [], {}, {}
     for row in df.itertuples():
         try:
             if row.task not in data_status:
@@ -118,7 +144,7 @@ def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=prin
                 r = dict(run_id=row.run_id, mode="-", exact=False, ok=True, skipped=True,
                          detail=f"not verified: data absent ({status})")
             else:
-                r = verify_row(row, data_dir)
+                r = verify_row(row, data_dir, cache)
         except UsageError as exc:
             r = dict(run_id=row.run_id, mode="-", exact=False, ok=False, detail=f"cannot verify: {exc}")
         r.setdefault("skipped", False)

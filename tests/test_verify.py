@@ -135,3 +135,36 @@ def test_rows_are_replayed_with_their_own_thread_count(tiny_lm, tmp_path, monkey
     monkeypatch.setenv("BENCH_THREADS", "2")                  # verify-seeds in a 2-thread process
     res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)
     assert res[0]["ok"] and res[0]["exact"]
+
+
+def test_sweep_points_share_one_data_load_and_still_verify_exactly(tiny_lm, tmp_path, monkeypatch):
+    task = tiny_lm[0]
+    for p in ("0.1", "0.3"):
+        run(tiny_lm, tmp_path, "zaremba", p_out=p)
+    run(tiny_lm, tmp_path, "zaremba", p_out="0.1", bptt="6")          # the task's own key differs
+    loads = []
+    real = type(task).load
+    monkeypatch.setattr(type(task), "load", lambda self, *a: loads.append(a) or real(self, *a))
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)
+    assert len(res) == 3 and all(r["ok"] and r["exact"] for r in res)
+    assert len(loads) == 2                        # the two p_out points: one load; bptt=6: its own
+
+
+def test_sweep_sample_keeps_every_results_row_and_the_same_few_sweep_rows():
+    import pandas as pd
+    ids = [f"ptb.zoneout.sweep.s{s}.cpu.{i:08x}" for i in range(10) for s in (0, 1)]
+    df = pd.DataFrame(dict(run_id=ids + ["ptb.zaremba.cpu.s0.cpu.1", "sst2.gal.sweep.s0.cpu.2"],
+                           protocol=["sweep"] * 20 + ["cpu", "sweep"], task=["ptb"] * 21 + ["sst2"],
+                           method=["zoneout"] * 20 + ["zaremba", "gal"]))
+    picked = verify.sample(df, 2)
+    assert len(picked) == 4 and "ptb.zaremba.cpu.s0.cpu.1" in set(picked.run_id)
+    assert (picked.protocol == "sweep").sum() == 3
+    assert list(verify.sample(df.iloc[::-1], 2).run_id) == list(picked.run_id)      # order-independent
+    assert len(verify.sample(df, 0)) == 1
+
+
+def test_sweep_sample_must_be_a_count(capsys):
+    import pytest
+    with pytest.raises(SystemExit) as exc:
+        main(["verify-seeds", "--sweep-sample", "-1"])
+    assert exc.value.code == 2 and "expected a whole number >= 0" in capsys.readouterr().err
