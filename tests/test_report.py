@@ -217,7 +217,8 @@ def test_sensitivity_and_importance(full):
     assert mean == pytest.approx([zoneout_loss(0.05, zc) + 0.005 for zc in x])
     assert hi[0] - lo[0] == pytest.approx(0.01)
     assert panels["z_h"][0] == [0.0, 0.05, 0.1, 0.2] and panels["z_h"][4] == [2, 2, 2, 2]
-    imp, n, varying = fanova(g[4], "zoneout", "sweep", "ptb")
+    imp, n, varying, one_at_a_time = fanova(g[4], "zoneout", "sweep", "ptb")
+    assert not one_at_a_time                             # the random search varies both
     assert varying == ["z_h", "z_c"] and n == 24 + 6           # random draws + the distinct grid points
     assert imp["z_c"] > 0.8 and imp["z_c"] + imp["z_h"] == pytest.approx(1.0)
     text = report.build(df).text()
@@ -311,3 +312,21 @@ def test_devices_are_never_pooled_and_undefined_sweep_protocols_are_said(registr
     assert "| zaremba  | 100.50 |" in text and "| zaremba  | 90.50  |" in text
     assert "protocol 'sweep-gone' does not resolve for ptb · zoneout here" in text
     assert "the validation loss moves most with z_c (by 0.400 across its values)" in text
+
+
+def test_one_at_a_time_points_give_main_effects_and_none_only_draws_the_scale(registry, sweep_protocol):
+    for s in range(2):
+        results.write_row(registry, row("sst2", "none", "sweep", s, 70.0, curve=[65, 72, 71], vloss=[0.6, 0.55, 0.62]))
+    for p_cell in (0.0, 0.1, 0.4, 0.6):
+        results.write_row(registry, row("sst2", "semeniuta", "sweep", 0, 75.0, vloss=[0.6, 0.5 + p_cell], p_cell=p_cell))
+    for p_out in (0.0, 0.1, 0.4):
+        results.write_row(registry, row("sst2", "semeniuta", "sweep", 0, 75.0, vloss=[0.6, 0.5 + p_out / 10], p_out=p_out))
+    df = results.read_registry(registry)
+    assert [g[3] for g in sweep_groups(df)] == ["semeniuta"]          # none has no rate to sweep
+    imp, n, varying, one_at_a_time = fanova(list(sweep_groups(df))[0][4], "semeniuta", "sweep", "sst2")
+    assert one_at_a_time and imp["p_cell"] > imp["p_out"]
+    doc = report.build(df)
+    text = doc.text()
+    assert "### sweep · sst2 · cpu · none" not in text
+    assert "main effects only, without interactions" in text
+    assert "curves_sweep_sst2_cpu.png" in doc.figures and "none peaked before the last epoch" in text

@@ -39,10 +39,12 @@ def _with_loss(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_groups(df: pd.DataFrame):
-    """(protocol, task, device, method, rows with valid loss and parsed config), sorted."""
+    """(protocol, task, device, method, rows with valid loss and parsed config), sorted; methods
+    without a dropout parameter (`none`) are left out: their rows are the scale's reference curves."""
     rows = _with_loss(df[df.protocol.str.startswith(select.SWEEP_PREFIX)])
     for (protocol, task, device, method), g in rows.groupby(["protocol", "task", "device", "method"], sort=True):
-        yield protocol, task, device, method, g
+        if select.dropout_params(method):
+            yield protocol, task, device, method, g
 
 
 def sensitivity(g: pd.DataFrame, method: str, protocol: str, task: str):
@@ -141,7 +143,8 @@ def section_scale(doc: Doc, df: pd.DataFrame) -> None:
 
 
 def fanova(g: pd.DataFrame, method: str, protocol: str, task: str):
-    """(parameter -> fANOVA importance, number of trials, note) from the rows: one trial per distinct
+    """(parameter -> fANOVA importance, number of trials, varying parameters, whether every trial
+    varies at most one of them from its default) from the rows: one trial per distinct
     setting of the varying dropout parameters (its value the mean validation loss over seeds), other
     options at their defaults; an in-memory optuna study and `evaluator()` (fANOVA, seed FANOVA_SEED).
     None instead of the importances when there are too few trials."""
@@ -163,7 +166,9 @@ def fanova(g: pd.DataFrame, method: str, protocol: str, task: str):
         key = tuple(float(cfg.get(p, default.get(p))) for p in varying)
         trials.setdefault(key, []).append(loss)
     if not varying or len(trials) < MIN_TRIALS:
-        return None, len(trials), varying
+        return None, len(trials), varying, False
+    base = tuple(float(default.get(p, math.nan)) for p in varying)
+    one_at_a_time = all(sum(not select.same(a, b) for a, b in zip(key, base)) <= 1 for key in trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = {p: FloatDistribution(values[p][0], values[p][-1]) for p in varying}
     study = optuna.create_study(direction="minimize")
@@ -173,7 +178,7 @@ def fanova(g: pd.DataFrame, method: str, protocol: str, task: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # e.g. PED-ANOVA's advice to run more trials
         imp = get_param_importances(study, evaluator=evaluator()[2], params=varying)
-    return {p: float(imp[p]) for p in varying}, len(trials), varying
+    return {p: float(imp[p]) for p in varying}, len(trials), varying, one_at_a_time
 
 
 def section_importance(doc: Doc, df: pd.DataFrame) -> None:
@@ -196,12 +201,15 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
                 f"from {campaign_hint('sweep', 'seeded random searches')}.", "")
         return
     for protocol, task, device, method, g in groups:
-        imp, n, varying = fanova(g, method, protocol, task)
+        imp, n, varying, one_at_a_time = fanova(g, method, protocol, task)
         doc.add(f"### {select.unit_name(protocol, task, device)} · {method}", "")
         if imp is None:
             doc.add(f"{n} distinct setting(s) of {', '.join(varying) or 'no varying parameter'}: needs ≥ "
                     f"{MIN_TRIALS} for fANOVA.", "")
             continue
+        if one_at_a_time:
+            doc.add("These settings vary one parameter at a time (section 4's points, no random search "
+                    "here yet): the importances are main effects only, without interactions.", "")
         order = sorted(imp, key=lambda p: (-imp[p], p))
         fig = figures.importance(imp, f"{select.unit_name(protocol, task, device)} · {method} ({n} settings)",
                                  f"{name} importance")
