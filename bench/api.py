@@ -77,7 +77,7 @@ class Noise:
 class NoiseState:
     """One mutable holder shared by all noisy modules of a model: the trainer swaps `noise` (e.g.
     curriculum's schedule), evaluation sets `mc=True` to keep noise on for MC dropout. `impl`: the
-    per-step LSTM implementation its layers run (bench/fastcell.py MODES), resolved once per run."""
+    per-step implementation its layers run, any cell type (bench/fastcell.py MODES), resolved once per run."""
 
     def __init__(self, noise: Noise, impl: str = "auto"):
         self.noise = noise

@@ -99,7 +99,10 @@ def register_position(position: Position) -> Position:
     if position.kind == "mask" and not position.field:
         from bench import cells
         for cell, slot in position.slots.items():
-            spec = cells.get_cell(cell, f"position {position.name!r}") if cell != ANY_CELL else None
+            if cell != ANY_CELL and cell not in cells.list_cells():
+                raise ValueError(f"position {position.name!r}: unknown cell type {cell!r}; the cell types: "
+                                 f"{', '.join(cells.list_cells())}")
+            spec = cells.get_cell(cell) if cell != ANY_CELL else None
             if spec is None:
                 raise ValueError(f"position {position.name!r}: a mask names the slot of each cell type "
                                  f"(e.g. slots={{'lstm': 'c'}}), not '*'")

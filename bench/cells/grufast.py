@@ -14,7 +14,11 @@ is one matmul, db_hh a sum, and dL/dxw is dL/dhw except on n (where dL/d(x_n) = 
 the derivative of h_t by n's pre-activation; dL/d(hw_n) = that times r).
 
 Both loops only read their inputs and write buffers (or return tensors), so on CUDA they are
-captured once per shape and replayed as CUDA graphs (bench/cudagraphs.py), as the LSTM's.
+captured once per shape and replayed as CUDA graphs (bench/cudagraphs.py), as the LSTM's generic
+loops are (there is no fused per-step GRU kernel here: ATen's `_thnn_fused_gru_cell` is not used).
+On a CPU this cell trains faster than torch's own GRU kernel, which runs its steps as ATen ops
+recorded by autograd (reports/PERF.md); the fused path is still used where the recurrence is not
+perturbed, so that it stays torch's kernel.
 """
 from __future__ import annotations
 
