@@ -38,7 +38,7 @@ help:
 	@echo "make report                   statistics, ranks, curves, sensitivity -> reports/REPORT.md + reports/figures/"
 	@echo "make verify-seeds             re-run registered CPU-feasible runs, fail if a metric differs"
 	@echo "make list                     tasks, methods (with papers), protocols"
-	@echo "make perf                     throughput benchmark -> reports/PERF.md"
+	@echo "make perf [PERF='--cells gru']  throughput of every method next to nn.LSTM and nn.GRU -> reports/PERF.md"
 	@echo "make test                     the test suite"
 
 install: $(VENV)/.installed
@@ -91,8 +91,10 @@ verify-seeds: install
 list: install
 	$(PY) -m bench list
 
+# Throughput is measured with the CPU's fastest kernels (native numerics, as reports/PERF.md is).
+PERF_NUMERICS ?= native
 perf: install
-	$(PY) -m bench.perf $(PERF)
+	BENCH_NUMERICS=$(PERF_NUMERICS) $(PY) -m bench.perf $(PERF)
 
 test: install
 	$(PY) -m pytest -q tests

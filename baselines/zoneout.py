@@ -3,6 +3,8 @@
 h_t = z*h_{t-1} + (1-z)*h_new (same for c). The zoned-out h is what both the next step and the next
 layer see. z is the probability of *keeping* the old value (the reference code's flags are update
 probabilities 1-z). Reference word-level recipe: z_c=0.5, z_h=0.05; forward dropout optional.
+On a GRU (`cell=gru`) zoneout applies to h only: there is no cell state, so z_c resolves to 0
+there (over any protocol's value), and a z_c > 0 set on the command line is an error.
 """
 from bench.api import MASK_MODES, MethodSpec, Noise
 from bench.plugins import register_method
@@ -18,5 +20,6 @@ register_method(MethodSpec(
     protocols={"paper": {"ptb": dict(p_emb=0.35, p_hid=0.35, p_out=0.35, io_mask="locked")},
                # `cpu`: the reference word-level rates, which the paper uses at every model size
                "cpu": {"*": dict(z_c=0.5, z_h=0.05)}},
+    cell_options={"gru": dict(z_c=0.0)},
     published={("paper", "ptb"): dict(test=80.6, source="zoneout + variational, medium (as quoted by later papers)")},
 ))

@@ -18,13 +18,16 @@ import torch
 
 MASK_MODES = ("element", "locked")      # io dropout: fresh per element, or one (1,B,H) mask per chunk
 REC_MODES = ("step", "sequence")        # recurrent masks: fresh (B,H) each step, or one per chunk
-GATE_MODES = ("tied", "untied")         # gal: one mask for the four gates, or one per gate
+GATE_MODES = ("tied", "untied")         # gal: one mask for all gates (4 LSTM, 3 GRU), or one per gate
 
 
 @dataclass(frozen=True)
 class Noise:
     """Where a method puts noise in the shared recurrent model. All probabilities are drop
-    probabilities in [0, 1) and use inverted scaling, except zoneout (no rescaling)."""
+    probabilities in [0, 1) and use inverted scaling, except zoneout (no rescaling). Each field is a
+    mask position of bench/positions.py, which says the cell types that can apply it; `extra` names
+    registered positions beyond these fields, e.g. `extra={"cell_state": 0.25}` (RNNDrop), and is
+    kept as a sorted tuple of (position, rate) pairs."""
     word: float = 0.0          # drop whole word types: (V,1) row mask on the embedding matrix
     emb: float = 0.0           # on the embedding output (= input of the first recurrent layer)
     hid: float = 0.0           # between stacked layers (input of layers 2..L)
@@ -37,13 +40,20 @@ class Noise:
     cell_mask: str = "step"    # REC_MODES
     zone_h: float = 0.0        # zoneout probability of keeping h_{t-1}
     zone_c: float = 0.0        # zoneout probability of keeping c_{t-1}
-    weight: float = 0.0        # DropConnect on W_hh: one (4H,H) mask per forward
+    weight: float = 0.0        # DropConnect on W_hh: one (G*H,H) mask per forward (G gates: 4 LSTM, 3 GRU)
+    extra: Any = ()            # registered mask positions: {name: rate} (bench/positions.py)
 
     RATES = ("word", "emb", "hid", "out", "rec", "cell", "zone_h", "zone_c", "weight")
 
     def __post_init__(self):
-        for name in self.RATES:
-            v = getattr(self, name)
+        extra = self.extra.items() if isinstance(self.extra, dict) else self.extra
+        try:
+            extra = tuple(sorted((str(k), float(v)) for k, v in extra))
+        except (TypeError, ValueError):
+            raise ValueError(f"extra={self.extra!r} must map position names to rates, e.g. "
+                             "{'cell_state': 0.25}") from None
+        object.__setattr__(self, "extra", extra)
+        for name, v in [(n, getattr(self, n)) for n in self.RATES] + [(f"extra[{k!r}]", v) for k, v in extra]:
             if not (0.0 <= v < 1.0):
                 raise ValueError(f"noise rate {name}={v} must be in [0, 1)")
         for name, allowed in (("io_mask", MASK_MODES), ("rec_mask", REC_MODES),
@@ -52,20 +62,22 @@ class Noise:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be one of {allowed}")
 
     def scaled(self, factor: float) -> "Noise":
-        """Every rate multiplied by `factor` (curriculum's ramp)."""
-        return dataclasses.replace(self, **{n: getattr(self, n) * factor for n in self.RATES})
+        """Every rate multiplied by `factor` (curriculum's ramp), those of `extra` included."""
+        return dataclasses.replace(self, **{n: getattr(self, n) * factor for n in self.RATES},
+                                   extra=tuple((k, v * factor) for k, v in self.extra))
 
     @property
     def per_step(self) -> bool:
-        """True when the recurrence itself is perturbed, so a per-step cell is needed in training."""
-        return self.rec > 0 or self.cell > 0 or self.zone_h > 0 or self.zone_c > 0 or (
-            self.gates == "untied" and (self.emb > 0 or self.hid > 0))
+        """True when the recurrence itself is perturbed, so a per-step cell is needed in training
+        (the positions' `per_step`, bench/positions.py)."""
+        from bench import positions
+        return positions.perturbs_recurrence(self)
 
 
 class NoiseState:
     """One mutable holder shared by all noisy modules of a model: the trainer swaps `noise` (e.g.
     curriculum's schedule), evaluation sets `mc=True` to keep noise on for MC dropout. `impl`: the
-    per-step LSTM implementation its layers run (bench/fastcell.py MODES), resolved once per run."""
+    per-step implementation its layers run, any cell type (bench/fastcell.py MODES), resolved once per run."""
 
     def __init__(self, noise: Noise, impl: str = "auto"):
         self.noise = noise
@@ -146,6 +158,9 @@ class MethodSpec:
                the order "*" < "kind:<kind>" < task name. Under "equal" a method may not override
                a key that the task's own "equal" protocol sets (the task fixes the budget).
     published: (protocol, task) -> {"valid": .., "test": .., "source": ..}.
+    cell_options: cell type -> option values on that cell type (bench/cells), applied over the
+               method's protocols and under the command line: e.g. zoneout's {"gru": {"z_c": 0.0}}
+               (a GRU has no cell state); a user's own value stays and is checked like any other.
     base_option: makes this method a wrapper: the name of its option holding the method it wraps
                (its base), e.g. curriculum's `base`, fraternal's `fraternal_base`. The base's
                options, recipe, protocols and validation apply under the wrapper's, to any depth
@@ -164,6 +179,7 @@ class MethodSpec:
     validate: Callable | None = None
     protocols: dict = field(default_factory=dict)
     published: dict = field(default_factory=dict)
+    cell_options: dict = field(default_factory=dict)
     base_option: str | None = None
     module: str = ""
 

@@ -4,7 +4,8 @@ Each loop only reads its inputs and writes buffers it is given (or tensors it re
 run eagerly or be captured once in a CUDA graph and replayed (bench/cudagraphs.py). Two variants:
 
 - generic (`forward_loop`, `backward_loop`): the gate arithmetic in about eight ATen ops per step
-  forward and five to seven backward, every mask of `lstm_cell_loop` supported;
+  forward and five to seven backward, every built-in mask of `lstm_cell_loop` supported and of
+  its slots "c" (the mask on the new cell state);
 - fused (`fused_forward_loop`, `fused_backward_loop`, CUDA, no cell mask): each step's gate
   arithmetic in one kernel, ATen's fused LSTM cell (`_thnn_fused_lstm_cell`, what nn.LSTMCell uses
   on CUDA) and its backward, so a step is two to four kernels; zoneout and recurrent masks are
@@ -100,15 +101,16 @@ def forward_buffers(B, H, rec_mask, cell_mask, c_zoned: bool, fused: bool):
 
 
 def forward_loop(xb, h0, c0, w, rec_mask, cell_mask, zone_h, zone_c, zh: float, zc: float,
-                 out, act, tc, cs, hm, gd, pre, rec4, hn, cn, packed=None, bias=None):
+                 out, act, tc, cs, hm, gd, pre, rec4, hn, cn, packed=None, bias=None, c_mask=None):
     """The recurrence. Inputs: xb (T,B,4H) = input projections + b_hh (without b_hh when `bias`
     is given), h0, c0 (B,H), w = W_hh (4H,H), the masks of `lstm_cell_loop`, zh/zc its z_expect,
-    packed: w prepacked for oneDNN (tied or no rec mask) with bias: b_hh, or both None.
+    packed: w prepacked for oneDNN (tied or no rec mask) with bias: b_hh, or both None; c_mask:
+    (T|1,B,H) mask on the new cell state (the slot "c" of a mask position, RNNDrop's), or None.
     Writes: out (T,B,H) the zoned-out h; act (T,B,4H) activated gates; tc (T,B,H) tanh(cn);
     cs (T+1,B,H) cell states, cs[0] = c0; hm (masked h_{t-1}, (T,B,H) or (T,4,B,H) untied, None
     without a rec mask); gd (T,B,H) g * cell mask (None without). pre, rec4, hn, cn: scratch."""
     T, B, H = out.shape
-    rec, cell, hms, gds = (steps_of(x, T) for x in (rec_mask, cell_mask, hm, gd))
+    rec, cell, hms, gds, cms = (steps_of(x, T) for x in (rec_mask, cell_mask, hm, gd, c_mask))
     zhs, zcs = zone_steps(zone_h, zh, T), zone_steps(zone_c, zc, T)
     i_s, f_s, g_s, o_s = (x.unbind(0) for x in act.view(T, B, 4, H).unbind(2))
     xbs, acts, tcs, css, outs = (x.unbind(0) for x in (xb, act, tc, cs, out))
@@ -121,6 +123,8 @@ def forward_loop(xb, h0, c0, w, rec_mask, cell_mask, zone_h, zone_c, zh: float, 
         g = g_s[t] if cell[t] is None else torch.mul(g_s[t], cell[t], out=gds[t])
         c_new = css[t + 1] if zcs[t] is None else cn
         torch.mul(f_s[t], css[t], out=c_new).addcmul_(i_s[t], g)
+        if cms[t] is not None:
+            c_new.mul_(cms[t])
         torch.tanh(c_new, out=tcs[t])
         if zcs[t] is not None:
             torch.lerp(c_new, css[t], zcs[t], out=css[t + 1])
@@ -148,12 +152,13 @@ def activation_grads(act, tc, cs, gd, cell_mask):
     return q, o * torch.addcmul(torch.ones_like(tc), tc, tc, value=-1), f
 
 
-def backward_loop(gout, dc, w, rec_mask, zone_h, zone_c, zh: float, zc: float, q, k, f, dg, packed=None):
+def backward_loop(gout, dc, w, rec_mask, zone_h, zone_c, zh: float, zc: float, q, k, f, dg, packed=None,
+                  c_mask=None):
     """BPTT. gout (T,B,H): dL/d out, the final h's gradient included; dc (B,H): dL/d c_T; q, k, f
-    from `activation_grads`; packed: w.t() for oneDNN or None. Writes dg (T,B,4H) = dL/d gate
-    pre-activations; returns dL/d (h0, c0)."""
+    from `activation_grads`; packed: w.t() for oneDNN or None; c_mask: `forward_loop`'s. Writes
+    dg (T,B,4H) = dL/d gate pre-activations; returns dL/d (h0, c0)."""
     T, B, H = gout.shape
-    rec = steps_of(rec_mask, T)
+    rec, cms = steps_of(rec_mask, T), steps_of(c_mask, T)
     zhs, zcs = zone_steps(zone_h, zh, T), zone_steps(zone_c, zc, T)
     uhs, ucs = update_steps(zone_h, zh, T), update_steps(zone_c, zc, T)
     q4, dg4 = q.view(T, B, 4, H), dg.view(T, B, 4, H)
@@ -163,6 +168,8 @@ def backward_loop(gout, dc, w, rec_mask, zone_h, zone_c, zh: float, zc: float, q
     for t in range(T - 1, -1, -1):
         dhn = dh if zhs[t] is None else dh * uhs[t]
         dcn = torch.addcmul(dc if zcs[t] is None else dc * ucs[t], dhn, ks[t])
+        if cms[t] is not None:                            # through the mask on the new cell state
+            dcn.mul_(cms[t])
         torch.mul(dcn.unsqueeze(1), q3s[t], out=dg3s[t])
         torch.mul(dhn, qos[t], out=dgos[t])
         dc_prev = dcn * fs[t]

@@ -120,7 +120,7 @@ def _wrap(label: str, items: list[str], width: int = 110) -> str:
 def cmd_list(args):
     import textwrap
 
-    from bench import config, plugins
+    from bench import cells, config, plugins, positions
     data_dir = Path(args.data_dir or _data_dir())
     print(f"tasks (kind; test metric; protocols every method has), their data in {data_dir} and options:")
     for name in plugins.list_tasks():
@@ -134,6 +134,14 @@ def cmd_list(args):
         print(_wrap("options", _options(t.defaults, config.rules(t, []))))
     print("every task also reads (its own defaults above win):")
     print(_wrap("options", _options(config.DEFAULTS, {**config.RANGES, **config.CHOICES})))
+    print("cell types (cell=...; bench/cells):")
+    for name in cells.list_cells():
+        spec = cells.get_cell(name)
+        print(f"  {name:15s} {spec.doc}")
+        print(_wrap("slots", [f"{sl}{' (fast)' if sl in spec.fast_slots else ''}" for sl in spec.slots]))
+    print("mask positions (bench/positions.py; a method naming one its cell type cannot apply is an error):")
+    for pos in positions.all_positions():
+        print(f"  {pos.name:15s} [{pos.cells}] {pos.doc}")
     print("methods (paper; options with defaults and valid values; extra protocols per task):")
     for name in plugins.list_methods():
         m = plugins.get_method(name)
@@ -142,6 +150,9 @@ def cmd_list(args):
             print(_wrap("options", _options(m.options, m.rules(), m.base_option)))
         if m.protocols:
             print(_wrap("protocols", [f"{p}: {', '.join(sorted(per_task))}" for p, per_task in sorted(m.protocols.items())]))
+        if m.cell_options:
+            print(_wrap("per cell type", [f"{c}: " + ", ".join(f"{k}={v!r}" for k, v in sorted(o.items()))
+                                          for c, o in sorted(m.cell_options.items())]))
         if m.base_option:
             print(f"      wraps the method named by {m.base_option}: its options, recipe and protocols apply too")
     errors = plugins.import_errors()

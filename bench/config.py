@@ -1,19 +1,27 @@
 """Plain-Python configuration: one flat dict per run, resolved in layers.
 
     global defaults < task defaults < method options < method recipe
-        < task protocol < method protocol (for this task) < command-line overrides
+        < task protocol < method protocol (for this task) < method's cell options (for the run's
+        cell type) < command-line overrides
 
 A wrapper method (curriculum, fraternal) contributes its base chain, innermost first, in each of
 the method layers. The keys of a run are those its task reads (DEFAULTS and the task's `defaults`)
 and the options of its methods; a recipe or protocol key the task does not read is dropped, and an
 override of any other key is an error. Every string key has its choices and every numeric key its
-Range (here for the global keys, on the Task and the MethodSpec for theirs), all checked here.
+Range (here for the global keys, on the Task and the MethodSpec for theirs), all checked here, and
+so is the method's noise: a mask position the run's cell type cannot apply (bench/positions.py) is
+an error here, before anything runs.
+
+`cell` (the cell type, bench/cells) came after registry rows were made: a key of COMPAT_DEFAULTS
+at its default is left out of the hash and of the stored config (`stored`), so those rows keep
+their config hash and run id, and `Config` reads it back with its default.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 
+from bench import cells
 from bench.api import AT_LEAST_1, NON_NEGATIVE, POSITIVE, PROBABILITY, Range
 from bench.errors import UsageError
 
@@ -30,20 +38,27 @@ DEFAULTS = dict(
     clip=5.0,               # gradient-norm clip; 0 disables
     nonmono=5,              # NT-ASGD's window (epochs)
     base_seed=20141,        # mixed with task, method and SEED into the run's seed
+    cell="lstm",            # the recurrent cell type (bench/cells): lstm | gru
 )
-CHOICES = dict(optimizer=("sgd", "ntasgd", "adam"))
+CHOICES = dict(optimizer=("sgd", "ntasgd", "adam"), cell=tuple(cells.list_cells()))
+# keys added after rows were registered, with the value those rows ran: left out of the hash and the
+# stored config when they hold it (so old rows keep their ids), read back as it when absent
+COMPAT_DEFAULTS = dict(cell="lstm")
 RANGES = dict(epochs=AT_LEAST_1, batch_size=AT_LEAST_1, eval_batch_size=AT_LEAST_1, lr=POSITIVE,
               lr_decay=POSITIVE, lr_decay_start=NON_NEGATIVE, wdecay=NON_NEGATIVE, clip=NON_NEGATIVE,
               nonmono=AT_LEAST_1, base_seed=NON_NEGATIVE)
 
 
 class Config(dict):
-    """A dict whose keys can also be read as attributes (`cfg.lr`)."""
+    """A dict whose keys can also be read as attributes (`cfg.lr`); a key of COMPAT_DEFAULTS that a
+    stored config (an older row's) lacks reads as its default."""
 
     def __getattr__(self, key):
         try:
             return self[key]
         except KeyError:
+            if key in COMPAT_DEFAULTS:
+                return COMPAT_DEFAULTS[key]
             raise AttributeError(key) from None
 
 
@@ -145,7 +160,7 @@ def task_keys(task) -> dict:
 
 def rules(task, chain) -> dict:
     """key -> choices (tuple) or Range, for the task's keys and the options of a method chain."""
-    out = {**RANGES, **CHOICES, **task.ranges, **task.choices}
+    out = {**RANGES, **CHOICES, "cell": tuple(cells.list_cells()), **task.ranges, **task.choices}
     for m in chain:
         out.update(m.rules())
     return out
@@ -196,6 +211,9 @@ def resolve(task, method, protocol: str, overrides: dict[str, str]) -> Config:
                 raise UsageError(f"method {m.name!r} sets {', '.join(clash)} under {protocol!r} for {sel!r}, "
                                  f"but task {task.name!r}'s {protocol!r} protocol fixes them for every method")
             cfg.update(layer)
+    cell = overrides.get("cell", cfg.get("cell"))
+    for m in chain:                                               # e.g. zoneout's z_c=0 on a GRU
+        cfg.update(m.cell_options.get(cell, {}))
     allowed = set(keys).union(*(m.options for m in chain))
     cfg = {k: v for k, v in cfg.items() if k in allowed}          # e.g. awd's bptt on a classifier
     unknown = sorted(set(overrides) - allowed)
@@ -216,9 +234,49 @@ def resolve(task, method, protocol: str, overrides: dict[str, str]) -> Config:
     for m in chain:
         if m.validate:
             m.validate(cfg)
+    check_positions(task, chain, cfg)
     return cfg
 
 
+def check_positions(task, chain, cfg: Config) -> None:
+    """A UsageError when the method's noise names a mask position that the run's cell type cannot
+    apply (bench/positions.py), naming the options that turn it on. A noise hook that raises (a
+    plugin's bug) is left to fail at training time, where the run reports it."""
+    from bench import positions
+    method = chain[-1]
+    try:
+        noise = method.noise(cfg)
+    except UsageError:
+        raise
+    except Exception:       # a broken noise hook fails where the run builds its noise, as it always has
+        return
+    try:
+        positions.check(noise, cfg.cell)
+    except positions.PositionError as exc:
+        culprits = [k for m in chain for k in m.rules() if k.startswith(("p_", "z_")) and cfg.get(k)
+                    and _turns_off(method, cfg, k)]
+        ok = sorted(c for c in cells.list_cells() if exc.position.applies_to(c))
+        how = (f"set {' and '.join(f'{k}=0' for k in culprits)}, or " if culprits else "") + \
+            (f"use cell={'|'.join(ok)}" if ok else "use another method")
+        raise UsageError(f"method {method.name!r} on task {task.name!r} with cell={cfg.cell}: {exc}; {how}") from None
+
+
+def _turns_off(method, cfg: Config, key: str) -> bool:
+    """Whether setting option `key` to 0 makes the method's noise valid on the run's cell type."""
+    from bench import positions
+    try:
+        positions.check(method.noise(Config(cfg, **{key: 0.0})), cfg.cell)
+    except (UsageError, ValueError):
+        return False
+    return True
+
+
+def stored(cfg: dict) -> dict:
+    """The config as hashed and stored in a registry row: keys of COMPAT_DEFAULTS at their default
+    left out, so rows made before the key existed keep their hash."""
+    return {k: v for k, v in cfg.items() if not (k in COMPAT_DEFAULTS and v == COMPAT_DEFAULTS[k])}
+
+
 def config_hash(cfg: dict) -> str:
-    blob = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(stored(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,4 +1,5 @@
-"""CUDA graphs around the fast cell's loops (bench/cellloops.py): one launch per loop.
+"""CUDA graphs around the fast cells' loops (bench/cellloops.py, bench/cells/grufast.py): one
+launch per loop.
 
 At batch 20 a GPU training step is launch-bound: a per-step loop issues two to eight small kernels
 per step, each costing microseconds of CPU time to launch. The loops only read their inputs and
@@ -145,8 +146,8 @@ def cache_for(device: torch.device):
 def run_loop(graphs, name, T, steps: dict, fixed: dict, consts: dict, buffers: dict, loop):
     """Run `loop(**steps, **fixed, **consts, **buffers)` once. `steps` hold tensors whose first
     dim is the T steps, `fixed` any other inputs, `buffers` name -> (extra steps over T or None for
-    scratch, shape) or None. Eagerly on fresh buffers when `graphs` is None, else replayed from
-    `graphs`; returns (buffers, loop's result). A failed capture turns graphs off for the process
+    scratch, shape) or None; the loop returns None or a tuple of tensors. Eagerly on fresh buffers
+    when `graphs` is None, else replayed from `graphs`; returns (buffers, loop's result). A failed capture turns graphs off for the process
     (with a warning) and runs eagerly."""
     if graphs is not None and graphs.enabled:
         try:
@@ -155,7 +156,7 @@ def run_loop(graphs, name, T, steps: dict, fixed: dict, consts: dict, buffers: d
         except Exception as exc:                        # noqa: BLE001 (fall back, loudly, once)
             graphs.enabled = False
             graphs.entries.clear()
-            warnings.warn(f"CUDA graph capture of the fast LSTM cell failed ({type(exc).__name__}: {exc}); "
+            warnings.warn(f"CUDA graph capture of a fast cell's loop failed ({type(exc).__name__}: {exc}); "
                           "running the fast cell eagerly from now on", stacklevel=2)
     like = next(iter(steps.values()))
     bufs = {n: None if s is None else _new(like, T, *s) for n, s in buffers.items()}

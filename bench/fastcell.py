@@ -1,5 +1,5 @@
-"""The fast per-step LSTM: what `lstm_cell_loop` computes, as one autograd node per layer with a
-hand-written BPTT backward.
+"""The fast per-step LSTM: what `lstm_cell_loop` (bench/cells/lstm.py) computes, as one autograd
+node per layer with a hand-written BPTT backward.
 
 Forward runs the recurrence into preallocated buffers (bench/cellloops.py). Backward is BPTT by
 hand: per step a few elementwise ops (one fused kernel on CUDA) and one matmul with W_hh; all that
@@ -9,15 +9,20 @@ before the loop, and after it dW_hh = sum_t dgates_t^T h~_{t-1} as one matmul, d
 On CUDA both loops are captured once per shape and replayed as CUDA graphs (bench/cudagraphs.py);
 on a CPU the float32 matmuls go through oneDNN (see USE_ONEDNN).
 
-`run` is what `LSTMLayer` calls, with the implementation its model carries (`NoiseState.impl`,
-see `resolve_impl`): it picks the path, falls back to the reference cell with a one-time warning
-where the fast cell does not apply, and says which path ran: "fast" (eager), "graph" (CUDA graphs)
-or "cell" (the reference). Only the CLI reads $BENCH_RNN_IMPL (`impl_mode`), once per run.
+`run` is what the LSTM cell type runs (bench/cells/lstm.py), with the implementation its model
+carries (`NoiseState.impl`, see `resolve_impl`); `dispatch` is its logic for every cell type: pick
+the path, fall back to the reference cell with a one-time warning where the fast cell does not
+apply, and say which path ran: "fast" (eager), "graph" (CUDA graphs) or "cell" (the reference).
+Only the CLI reads $BENCH_RNN_IMPL (`impl_mode`), once per run.
+
+Of the slots a mask position can name (bench/positions.py), the fast LSTM applies "c" (RNNDrop's
+mask on the new cell state) besides the built-in recurrent and cell-update masks.
 """
 from __future__ import annotations
 
 import os
 import warnings
+import weakref
 
 import torch
 
@@ -48,10 +53,28 @@ def impl_mode() -> str:
     return resolve_impl(os.environ.get("BENCH_RNN_IMPL"), source="BENCH_RNN_IMPL")
 
 
+FAST_SLOTS = ("c",)
+
+
+def slot_reason(masks: dict, fast_slots, B, H, T) -> str:
+    """Why the fast path cannot apply the masks of registered positions (`masks["slots"]`): a
+    slot it does not apply, or a mask other than a (T|1,B,H) one without grad; "" when it can."""
+    slots = masks.get("slots") or {}
+    other = sorted(set(slots) - set(fast_slots))
+    if other:
+        return f"a mask at slot(s) {', '.join(other)}, which the fast cell does not apply"
+    for m in slots.values():
+        if m.requires_grad:
+            return "a mask requires grad"
+        if tuple(m.shape) not in {(n, B, H) for n in {1, T}}:
+            return "slot mask shapes other than (T|1,B,H)"
+    return ""
+
+
 def invalid_reason(xw, h, c, w_hh, b_hh, masks: dict) -> str:
     """Why the fast cell cannot run these arguments ("" when it can)."""
     tensors = [xw, h, c, w_hh, b_hh] + [masks[k] for k in ("rec_mask", "cell_mask", "zone_h", "zone_c")
-                                        if masks.get(k) is not None]
+                                        if masks.get(k) is not None] + list((masks.get("slots") or {}).values())
     T, B, H = (xw.shape[0], xw.shape[1], h.shape[-1]) if xw.dim() == 3 else (0, 0, 0)
     if T == 0 or xw.shape[2] != 4 * H or h.shape != (B, H) or c.shape != (B, H) \
             or w_hh.shape != (4 * H, H) or b_hh.shape != (4 * H,):
@@ -71,7 +94,7 @@ def invalid_reason(xw, h, c, w_hh, b_hh, masks: dict) -> str:
                   cell_mask=[(n, B, H) for n in {1, T}], zone_h=[(T, B, H)], zone_c=[(T, B, H)])
     if any(masks.get(k) is not None and tuple(masks[k].shape) not in ok for k, ok in shapes.items()):
         return "mask shapes other than (T|1,B,H), rec (T|1,4,B,H), zoneout (T,B,H)"
-    return ""
+    return slot_reason(masks, FAST_SLOTS, B, H, T)
 
 
 def _notice(message: str) -> None:
@@ -81,10 +104,13 @@ def _notice(message: str) -> None:
         warnings.warn(message, stacklevel=3)
 
 
-def run(reference, xw, h, c, w_hh, b_hh, masks: dict, impl: str = "auto"):
-    """Run the recurrence on the best valid path for mode `impl`; returns (path, (outputs, (h, c)))."""
+def dispatch(cell: str, reference, fast, reason_of, args: tuple, masks: dict, impl: str = "auto"):
+    """Run a recurrence (`args`, the first the (T,B,G*H) input projections) on the best valid
+    path for mode `impl`: `fast(*args, graphs=..., **masks)` unless `reason_of(*args, masks)` says
+    why it cannot, else `reference(*args, **masks)`. Returns (path, the result)."""
     mode = resolve_impl(impl)
-    reason = "" if mode == "reference" else invalid_reason(xw, h, c, w_hh, b_hh, masks)
+    xw = args[0]
+    reason = "" if mode == "reference" else reason_of(*args, masks)
     if mode == "graph" and not xw.is_cuda:
         reason = reason or "CUDA graphs need a CUDA tensor"
     if reason and mode in ("fast", "graph"):
@@ -92,19 +118,30 @@ def run(reference, xw, h, c, w_hh, b_hh, masks: dict, impl: str = "auto"):
                            "use auto or reference")
     if mode == "reference" or reason:
         if reason:
-            _notice(f"fast LSTM cell not used ({reason}); running the reference cell")
-        return "cell", reference(xw, h, c, w_hh, b_hh, **masks)
+            _notice(f"fast {cell} cell not used ({reason}); running the reference cell")
+        return "cell", reference(*args, **masks)
     graphs = cudagraphs.cache_for(xw.device) if mode != "fast" else None
-    result = lstm_fast(xw, h, c, w_hh, b_hh, graphs=graphs, **masks)
+    result = fast(*args, graphs=graphs, **masks)
     return ("graph" if graphs is not None and graphs.enabled else "fast"), result
 
 
+def run(reference, xw, h, c, w_hh, b_hh, masks: dict, impl: str = "auto"):
+    """Run the LSTM recurrence on the best valid path for mode `impl`; returns (path, (outputs, (h, c)))."""
+    return dispatch("LSTM", reference, lstm_fast, invalid_reason, (xw, h, c, w_hh, b_hh), masks, impl)
+
+
 def lstm_fast(xw, h, c, w_hh, b_hh, rec_mask=None, cell_mask=None, zone_h=None, zone_c=None,
-              z_expect=(0.0, 0.0), graphs=None):
+              z_expect=(0.0, 0.0), slots=None, graphs=None):
     """`lstm_cell_loop` (same arguments and results) on the fast cell; `graphs` a
-    `cudagraphs.GraphCache` to replay the loops as CUDA graphs, None to run them eagerly."""
+    `cudagraphs.GraphCache` to replay the loops as CUDA graphs, None to run them eagerly. Of
+    `slots`, only "c" (invalid_reason says so)."""
     zh, zc = (float(z) for z in z_expect)
-    out, hT, cT = _FastLSTM.apply(xw, h, c, w_hh, b_hh, rec_mask, cell_mask, zone_h, zone_c, zh, zc, graphs)
+    extra = dict(slots or {})
+    c_mask = extra.pop("c", None)
+    if extra:
+        raise ValueError(f"the fast LSTM cell does not apply slot(s) {', '.join(sorted(extra))}")
+    out, hT, cT = _FastLSTM.apply(xw, h, c, w_hh, b_hh, rec_mask, cell_mask, zone_h, zone_c, zh, zc, graphs,
+                                  c_mask)
     return out, (hT, cT)
 
 
@@ -112,17 +149,28 @@ def _onednn(t) -> bool:
     return USE_ONEDNN and t.device.type == "cpu" and t.dtype == torch.float32
 
 
+_PACKED: dict = {}      # id(w) -> (weak reference to w, its version, batch, prepacked weight)
+
+
 def _pack(w, batch: int):
-    """w (out,in) prepacked for oneDNN's linear, or None where oneDNN is not used."""
+    """w (out,in) prepacked for oneDNN's linear, or None where oneDNN is not used. The last packing
+    of each tensor is kept while that tensor lives and is unchanged (same version counter), so an
+    evaluation's chunks pack each layer's weight once (the packing is deterministic: same bits)."""
     global USE_ONEDNN
     if not _onednn(w):
         return None
+    hit = _PACKED.get(id(w))
+    if hit is not None and hit[0]() is w and hit[1] == w._version and hit[2] == batch:
+        return hit[3]
     try:
-        return torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous(), batch)
+        packed = torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous(), batch)
     except RuntimeError as exc:                 # a build whose oneDNN lacks it: MKL from now on
         USE_ONEDNN = False
         _notice(f"oneDNN linear unavailable ({exc}); the fast cell's CPU matmuls use torch.mm")
         return None
+    key = id(w)
+    _PACKED[key] = (weakref.ref(w, lambda _, k=key: _PACKED.pop(k, None)), w._version, batch, packed)
+    return packed
 
 
 def _mm_tn(a, b):
@@ -155,9 +203,9 @@ class _FastLSTM(torch.autograd.Function):
     """One autograd node for a layer's recurrence; the loops are in bench/cellloops.py."""
 
     @staticmethod
-    def forward(ctx, xw, h0, c0, w, b, rec_mask, cell_mask, zone_h, zone_c, zh, zc, graphs):
+    def forward(ctx, xw, h0, c0, w, b, rec_mask, cell_mask, zone_h, zone_c, zh, zc, graphs, c_mask=None):
         T, B, H = xw.shape[0], xw.shape[1], h0.shape[-1]
-        kernels = cellloops.fused_kernels(xw.device) if cell_mask is None else None
+        kernels = cellloops.fused_kernels(xw.device) if cell_mask is None and c_mask is None else None
         inputs = dict(h0=h0, c0=c0, w=w, rec_mask=rec_mask, zone_h=zone_h, zone_c=zone_c)
         packed = _pack(w, B) if kernels is None and _packs(graphs, rec_mask) else None
         if packed is not None:              # oneDNN adds b_hh in the step's matmul
@@ -171,16 +219,18 @@ class _FastLSTM(torch.autograd.Function):
         else:
             loop, consts = cellloops.forward_loop, dict(zh=zh, zc=zc)
             inputs.update(cell_mask=cell_mask)
+            if c_mask is not None:
+                inputs.update(c_mask=c_mask)
         res = cudagraphs.run_loop(graphs, "fwd", T, *_split(T, **inputs), consts, bufs, loop)[0]
         ctx.save_for_backward(res["act"], res["cn"] if kernels else res["tc"], res["cs"], res.get("hm"),
-                              res.get("gd"), h0, res["out"], w, rec_mask, cell_mask, zone_h, zone_c)
+                              res.get("gd"), h0, res["out"], w, rec_mask, cell_mask, zone_h, zone_c, c_mask)
         ctx.z, ctx.graphs, ctx.kernels = (zh, zc), graphs, kernels
         return res["out"], res["out"][-1].clone(), res["cs"][-1].clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, gout, dhT, dcT):
-        act, tc_or_cn, cs, hm, gd, h0, out, w, rec_mask, cell_mask, zone_h, zone_c = ctx.saved_tensors
+        act, tc_or_cn, cs, hm, gd, h0, out, w, rec_mask, cell_mask, zone_h, zone_c, c_mask = ctx.saved_tensors
         T, B, H = out.shape
         gout = torch.clone(gout, memory_format=torch.contiguous_format)
         gout[-1] += dhT
@@ -193,6 +243,8 @@ class _FastLSTM(torch.autograd.Function):
             loop = cellloops.backward_loop
             q, k, f = cellloops.activation_grads(act, tc_or_cn, cs, gd, cell_mask)
             inputs.update(q=q, k=k, f=f, packed=_pack(w.t(), B) if _packs(ctx.graphs, rec_mask) else None)
+            if c_mask is not None:
+                inputs.update(c_mask=c_mask)
         bufs, (dh0, dc0) = cudagraphs.run_loop(ctx.graphs, "bwd", T, *_split(T, **inputs), consts,
                                                dict(dg=(0, (B, 4 * H))), loop)
         dg = bufs["dg"]
@@ -205,7 +257,7 @@ class _FastLSTM(torch.autograd.Function):
                 dw = _mm_tn(dg.view(T * B, 4 * H), hin.reshape(T * B, H))
         if ctx.needs_input_grad[4]:
             db = dg.sum((0, 1))
-        return dg, dh0, dc0, dw, db, None, None, None, None, None, None, None
+        return dg, dh0, dc0, dw, db, None, None, None, None, None, None, None, None
 
 
 def input_projection(x, weight, bias, impl: str = "auto"):

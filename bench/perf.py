@@ -1,12 +1,14 @@
-"""Throughput of every method next to a plain nn.LSTM LM, on the current device: `make perf`.
+"""Throughput of every method next to a plain nn.LSTM / nn.GRU LM, on the current device: `make perf`.
 
     python -m bench.perf [--shapes zaremba-medium,awd-ptb] [--methods gal,zoneout] [--repeats 5]
-        [--steps N] [--warmup N] [--impl auto,reference] [--device auto|cpu|cuda] [--threads N]
-        [--contention on|off|only] [--out reports/PERF.md] [--parquet reports/perf.parquet]
+        [--cells lstm,gru] [--steps N] [--warmup N] [--impl auto,reference] [--device auto|cpu|cuda]
+        [--threads N] [--contention on|off|only] [--out reports/PERF.md] [--parquet reports/perf.parquet]
 
-A benchmark, not a test. For each shape, each registered method's LM (tasks/lm.py, the method's
-noise and loss, e.g. fraternal's two passes, and its AR/TAR) and a plain LM on torch.nn.LSTM
-(cuDNN on a GPU, oneDNN on a CPU) of the same sizes train on seeded random token ids; a training
+A benchmark, not a test. For each shape and cell type (bench/cells), each registered method's LM
+(tasks/lm.py with `cell=<type>`, the method's noise and loss, e.g. fraternal's two passes, and its
+AR/TAR) and a plain LM on torch.nn.LSTM or torch.nn.GRU (cuDNN on a GPU, oneDNN or ATen on a CPU)
+of the same sizes train on seeded random token ids (a method that cannot run on a cell type, e.g.
+rnndrop on a GRU, is listed under that table with the reason); a training
 step is forward + backward + clip + SGD step, as in bench/train.py, with the state carried across
 steps. Training tokens/s count each batch's tokens once (fraternal's second pass is cost, not
 tokens: it is also compared with a two-pass nn.LSTM). Evaluation tokens/s: forward only, no grad.
@@ -41,10 +43,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench import fastcell, plugins
+from bench import cells, fastcell, plugins
 from bench.api import Batch, NoiseState
 from bench.config import resolve
 from bench.data import REPO
+from bench.errors import UsageError
 from bench.runner import git_state, pick_device
 from bench.train import _detach, make_optimizer
 
@@ -66,19 +69,27 @@ SHAPES = {
     "awd-ptb": Shape(3, 1150, 400, 20, 70, 10_000, True),
 }
 BASELINE, BASELINE2 = "nn.LSTM", "nn.LSTM x2"
+TORCH_RNNS = {"lstm": nn.LSTM, "gru": nn.GRU}     # the torch module each cell type is timed against
+
+
+def baselines(cell: str) -> tuple[str, str]:
+    """The names of the plain torch LM runners of a cell type: ("nn.GRU", "nn.GRU x2")."""
+    name = f"nn.{TORCH_RNNS[cell].__name__}"
+    return name, f"{name} x2"
 
 
 class PlainLM(nn.Module):
-    """Embedding -> torch.nn.LSTM -> linear decoder, no noise: the speed to match."""
+    """Embedding -> torch.nn.LSTM (or nn.GRU) -> linear decoder, no noise: the speed to match."""
 
-    def __init__(self, s: Shape):
+    def __init__(self, s: Shape, cell: str = "lstm"):
         super().__init__()
+        rnn = TORCH_RNNS[cell]
         sizes = [s.hidden] * (s.layers - 1) + [s.emb if s.tie else s.hidden]
         self.embed = nn.Embedding(s.vocab, s.emb)
         if len(set(sizes)) == 1:                 # one multi-layer call, as nn.LSTM is usually used
-            self.rnns = nn.ModuleList([nn.LSTM(s.emb, s.hidden, s.layers)])
+            self.rnns = nn.ModuleList([rnn(s.emb, s.hidden, s.layers)])
         else:
-            self.rnns = nn.ModuleList(nn.LSTM(i, o) for i, o in zip([s.emb] + sizes[:-1], sizes))
+            self.rnns = nn.ModuleList(rnn(i, o) for i, o in zip([s.emb] + sizes[:-1], sizes))
         self.decoder = nn.Linear(sizes[-1], s.vocab)
         if s.tie:
             self.decoder.weight = self.embed.weight
@@ -91,8 +102,8 @@ class PlainLM(nn.Module):
         return self.decoder(x), new_state
 
 
-def lm_config(task, method, s: Shape):
-    cfg = resolve(task, method, "smoke", {})
+def lm_config(task, method, s: Shape, cell: str = "lstm"):
+    cfg = resolve(task, method, "smoke", {"cell": cell})
     cfg.update(emb_size=s.emb, hidden_size=s.hidden, layers=s.layers, tie_weights=s.tie,
                batch_size=s.batch, bptt=s.bptt, var_bptt=False)
     return cfg
@@ -101,19 +112,20 @@ def lm_config(task, method, s: Shape):
 class Runner:
     """One row of the table: a model, its optimizer, its training step and its evaluation pass."""
 
-    def __init__(self, name, impl, s: Shape, device, seed):
-        self.name, self.impl, self.device = name, impl, device
+    def __init__(self, name, impl, s: Shape, device, seed, cell: str = "lstm"):
+        self.name, self.impl, self.device, self.cell = name, impl, device, cell
+        self.plain = name in baselines(cell)
         gen = torch.Generator().manual_seed(seed)
         ids = torch.randint(s.vocab, (s.bptt + 1, s.batch), generator=gen).to(device)
         self.batch = Batch((ids[:-1], ids[1:]), n_tokens=s.bptt * s.batch)
         torch.manual_seed(seed)
-        if name in (BASELINE, BASELINE2):
-            self.model = PlainLM(s).to(device)
+        if self.plain:
+            self.model = PlainLM(s, cell).to(device)
             self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1)
-            self.passes, self.clip = (2 if name == BASELINE2 else 1), 0.25
+            self.passes, self.clip = (2 if name == baselines(cell)[1] else 1), 0.25
         else:
             self.task, self.method = plugins.get_task("ptb"), plugins.get_method(name)
-            self.cfg = lm_config(self.task, self.method, s)
+            self.cfg = lm_config(self.task, self.method, s, cell)
             base = self.method.noise(self.cfg)
             # a scheduled method (curriculum) is timed at full rates, as after its ramp
             noise = self.method.schedule(10**6, base, self.cfg) if self.method.schedule else base
@@ -127,7 +139,7 @@ class Runner:
 
     def train_step(self):
         x, y = self.batch.data
-        if self.name in (BASELINE, BASELINE2):
+        if self.plain:
             loss = 0.0
             for _ in range(self.passes):
                 logits, state = self.model(x, self.state)
@@ -158,7 +170,7 @@ class Runner:
         for _ in range(max(n, 1)):
             self.train_step()
             self.eval_step()
-        self.train_path = getattr(self.model, "rnn_paths", "nn.LSTM")     # every training path
+        self.train_path = getattr(self.model, "rnn_paths", baselines(self.cell)[0])    # every training path
         self.eval_path = _last_paths(self.model) or self.train_path
 
     def timed(self, kind, steps):
@@ -182,19 +194,28 @@ class Runner:
         return steps * self.batch.n_tokens / statistics.median(self.times[kind])
 
 
-def measure(shape_name, methods, impls, device, repeats, steps, warmup, seed, log=print):
+def measure(shape_name, methods, impls, device, repeats, steps, warmup, seed, log=print, cell="lstm"):
+    """The runners of one table (the two plain torch LMs first) and {method: why it cannot run on
+    this cell type} for the methods left out."""
     s = SHAPES[shape_name]
-    runners = [Runner(BASELINE, "", s, device, seed), Runner(BASELINE2, "", s, device, seed)]
-    runners += [Runner(m, impl, s, device, seed) for m in methods for impl in impls]
+    runners = [Runner(b, "", s, device, seed, cell) for b in baselines(cell)]
+    skipped = {}
+    for m in methods:
+        try:
+            lm_config(plugins.get_task("ptb"), plugins.get_method(m), s, cell)
+        except UsageError as exc:
+            skipped[m] = str(exc)
+            continue
+        runners += [Runner(m, impl, s, device, seed, cell) for impl in impls]
     for r in runners:
         r.warmup(warmup)
-        log(f"  {shape_name}: warmed up {r.name} {r.impl} ({r.train_path})")
+        log(f"  {shape_name} {cell}: warmed up {r.name} {r.impl} ({r.train_path})")
     for rep in range(repeats):
         for r in runners:
             r.timed("train", steps)
             r.timed("eval", steps)
-        log(f"  {shape_name}: repeat {rep + 1}/{repeats} done")
-    return runners
+        log(f"  {shape_name} {cell}: repeat {rep + 1}/{repeats} done")
+    return runners, skipped
 
 
 def _last_paths(model) -> str:
@@ -280,7 +301,7 @@ def contention(shape_name, method, threads, steps, repeats, seed, warmup=2, log=
 def contention_rows(c: dict, info) -> list[dict]:
     shape_cols = {f"shape_{k}": v for k, v in vars(SHAPES[c["shape"]]).items()}
     keep = ("cores", "omp_wait_policy", "ideal", "slowdown", "passed", "loadavg")
-    return [dict(info, shape=c["shape"], method=c["method"], impl="auto", kind=f"contention-{kind}",
+    return [dict(info, shape=c["shape"], cell="lstm", method=c["method"], impl="auto", kind=f"contention-{kind}",
                  repeat=rep, steps=c["steps"], tokens=c["tokens"], seconds=sec, tokens_per_s=c["tokens"] / sec,
                  rnn_path=c["rnn_path"], peak_mb=None, **dict(shape_cols, threads=c["threads"]),
                  **{f"contention_{k}": c[k] for k in keep})
@@ -325,7 +346,7 @@ def raw_rows(shape_name, runners, steps, info) -> list[dict]:
     for r in runners:
         for kind, times in r.times.items():
             for rep, sec in enumerate(times):
-                rows.append(dict(info, shape=shape_name, method=r.name, impl=r.impl or "", kind=kind,
+                rows.append(dict(info, shape=shape_name, cell=r.cell, method=r.name, impl=r.impl or "", kind=kind,
                                  repeat=rep, steps=steps, tokens=steps * r.batch.n_tokens, seconds=sec,
                                  tokens_per_s=steps * r.batch.n_tokens / sec,
                                  rnn_path=r.train_path if kind == "train" else r.eval_path,
@@ -334,15 +355,16 @@ def raw_rows(shape_name, runners, steps, info) -> list[dict]:
 
 
 def table(shape_name, runners, steps) -> str:
+    plain, plain2 = baselines(runners[0].cell)
     base = {r.name: r for r in runners[:2]}
-    b_train, b_eval = base[BASELINE].tok_s("train", steps), base[BASELINE].tok_s("eval", steps)
-    b2_train = base[BASELINE2].tok_s("train", steps)
-    lines = ["| method | impl | path (train / eval) | train tok/s | x nn.LSTM | eval tok/s | x nn.LSTM "
+    b_train, b_eval = base[plain].tok_s("train", steps), base[plain].tok_s("eval", steps)
+    b2_train = base[plain2].tok_s("train", steps)
+    lines = [f"| method | impl | path (train / eval) | train tok/s | x {plain} | eval tok/s | x {plain} "
              "| peak MB |", "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in runners:
         tr, ev = r.tok_s("train", steps), r.tok_s("eval", steps)
         ratio = f"{tr / b_train:.2f}"
-        if r.name == "fraternal" or r.name == BASELINE2:
+        if r.name == "fraternal" or r.name == plain2:
             ratio += f" ({tr / b2_train:.2f} vs x2)"
         peak = "n/a" if r.peak_mb is None else f"{r.peak_mb:.0f}"
         lines.append(f"| {r.name} | {r.impl or '-'} | {r.train_path} / {r.eval_path} | {tr:,.0f} | {ratio} "
@@ -352,7 +374,7 @@ def table(shape_name, runners, steps) -> str:
 
 def report(info, sections, args, default_shapes: bool, extra: str = "") -> str:
     head = [
-        "# Throughput: every method next to torch.nn.LSTM",
+        "# Throughput: every method next to torch.nn.LSTM and torch.nn.GRU",
         "",
         f"Generated by `{' '.join(['python -m bench.perf'] + args)}` on {info['date']}.",
         "",
@@ -363,10 +385,12 @@ def report(info, sections, args, default_shapes: bool, extra: str = "") -> str:
         f"1-min load average at start {info['loadavg']:.2f}",
         "- tokens/s count each batch's B*T target tokens once; train = forward + backward + clip + SGD "
         "step, eval = forward without grad; warm-up excluded; median over round-robin repeats",
-        "- x nn.LSTM: ratio to the plain nn.LSTM LM of the same shape; fraternal (two passes per step) "
-        "is also compared with the two-pass nn.LSTM (`vs x2`)",
-        "- path: fused = torch's LSTM kernel on the method's weights, fast = fast per-step cell "
-        "(bench/fastcell.py), graph = fast cell replayed as CUDA graphs, cell = reference per-step cell",
+        "- x nn.LSTM (x nn.GRU): ratio to the plain nn.LSTM (nn.GRU) LM of the same shape, in the table of "
+        "that cell type (`cell=lstm|gru`); fraternal (two passes per step) is also compared with the two-pass "
+        "plain LM (`vs x2`)",
+        "- path: fused = torch's LSTM/GRU kernel on the method's weights, fast = fast per-step cell "
+        "(bench/fastcell.py, bench/cells/grufast.py), graph = fast cell replayed as CUDA graphs, cell = "
+        "reference per-step cell",
         "- peak MB: CUDA max_memory_allocated during the training steps above the resident models; "
         "n/a on a CPU (not measured)",
     ]
@@ -376,12 +400,14 @@ def report(info, sections, args, default_shapes: bool, extra: str = "") -> str:
         head.append("- CPU run: the default shape is the small `cpu-small` (2x256), not the GPU shapes "
                     "zaremba-medium / awd-ptb (minutes per method on a CPU; pass `--shapes` to run them)")
     body = []
-    for name, (runners, steps) in sections.items():
+    for (name, cell), (runners, steps, skipped) in sections.items():
         s = SHAPES[name]
         tied = f", tied (last layer {s.emb})" if s.tie else ""
-        body += ["", f"## {name}: {s.layers} layers x {s.hidden} hidden, embedding {s.emb}, batch {s.batch}, "
-                 f"BPTT {s.bptt}, vocabulary {s.vocab}{tied}",
+        body += ["", f"## {name} · {cells.get_cell(cell).title}: {s.layers} layers x {s.hidden} hidden, embedding "
+                 f"{s.emb}, batch {s.batch}, BPTT {s.bptt}, vocabulary {s.vocab}{tied}",
                  "", f"{steps} steps per timed block.", "", table(name, runners, steps)]
+        if skipped:
+            body += [""] + [f"- {m} does not run on a {cell} cell: {why}" for m, why in sorted(skipped.items())]
     return "\n".join(head + body) + "\n" + extra
 
 
@@ -390,6 +416,7 @@ def main(argv=None):
     p.add_argument("--shapes", help=f"comma-separated, of {', '.join(SHAPES)} (default: cpu-small on a CPU, "
                    "zaremba-medium,awd-ptb on CUDA)")
     p.add_argument("--methods", help="comma-separated (default: every registered method)")
+    p.add_argument("--cells", default="lstm,gru", help="cell types, one table each (comma-separated)")
     p.add_argument("--impl", default="auto", help="rnn implementations to time each method with, "
                    "comma-separated (auto, reference, fast, graph)")
     p.add_argument("--device", default="auto")
@@ -413,6 +440,9 @@ def main(argv=None):
     unknown = [s for s in shapes + [a.contention_shape] if s not in SHAPES]
     if unknown:
         p.error(f"unknown shape(s) {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
+    bad_cells = [c for c in a.cells.split(",") if c not in TORCH_RNNS]
+    if bad_cells:
+        p.error(f"unknown cell type(s) {', '.join(bad_cells)}; choose from {', '.join(TORCH_RNNS)}")
     saved = (torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:                                    # settings for this run only (main may be called in-process)
         if a.threads:
@@ -440,9 +470,10 @@ def benchmark(a, shapes, device, args):
     info = device_info(device if a.contention != "only" else torch.device("cpu"))
     sections, rows, extra, passed = {}, [], "", True
     for name in shapes if a.contention != "only" else []:
-        runners = measure(name, methods, impls, device, a.repeats, steps, warmup, a.seed)
-        sections[name] = (runners, steps)
-        rows += raw_rows(name, runners, steps, info)
+        for cell in a.cells.split(","):
+            runners, skipped = measure(name, methods, impls, device, a.repeats, steps, warmup, a.seed, cell=cell)
+            sections[(name, cell)] = (runners, steps, skipped)
+            rows += raw_rows(name, runners, steps, info)
     if a.contention != "off":
         c = contention(a.contention_shape, a.contention_method, CONTENTION_THREADS,
                        a.contention_steps, a.contention_repeats, a.seed)

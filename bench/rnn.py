@@ -1,13 +1,16 @@
-"""The shared noisy LSTM: every method's noise, applied by one implementation.
+"""The shared noisy recurrent stack: every method's noise, on every cell type, by one implementation.
 
-Masks are explicit tensors drawn up front, so tests and the fast cell (bench/fastcell.py) use the
-very same masks. Layout follows `nn.LSTM` (gate order i, f, g, o; weight_ih (4H,in), weight_hh
-(4H,H), two biases), so the fused kernel runs on our own parameters. The per-step implementation
-is the model's setting `NoiseState.impl` (bench/fastcell.py). `LSTMLayer.last_path` says what ran
-last: "fused" (torch's LSTM kernel, when the recurrence is not perturbed), "fast" (the fast
-per-step cell), "graph" (the fast cell replayed as CUDA graphs) or "cell" (`lstm_cell_loop`, the
-reference, where the fast cell does not apply or impl is "reference"); `paths_run` every path it
-ran in training (curriculum goes from fused to a per-step cell), which `LSTMStack.paths` reports.
+Masks are explicit tensors drawn up front, so tests and the fast cells use the very same masks.
+A layer is built from a cell type (bench/cells: `cell=lstm|gru`) and never names one: the spec
+gives the gate layout (nn.LSTM's / nn.GRU's: weight_ih (G*H,in), weight_hh (G*H,H), two biases,
+so torch's fused kernel runs on our own parameters), the state tensors and the three paths. The
+per-step implementation is the model's setting `NoiseState.impl` (bench/fastcell.py).
+`RecurrentLayer.last_path` says what ran last: "fused" (torch's kernel, when the recurrence is not
+perturbed), "fast" (the cell's fast per-step path), "graph" (that path replayed as CUDA graphs) or
+"cell" (the cell's reference loop, where the fast path does not apply or impl is "reference");
+`paths_run` every path it ran in training (curriculum goes from fused to a per-step cell), which
+`RecurrentStack.paths` reports. Which positions a cell type can apply is bench/positions.py's:
+a noise naming one it cannot apply is an error, never dropped.
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ import warnings
 import torch
 import torch.nn as nn
 
-from bench import fastcell
+from bench import cells, fastcell, positions
 from bench.api import Noise, NoiseState
+from bench.cells.lstm import lstm_cell_loop  # noqa: F401  (the LSTM's reference cell, imported from here by tests)
+from bench.cells.gru import gru_cell_loop  # noqa: F401
 
 # cuDNN copies non-flattened weights (DropConnect's masked W_hh is a new tensor every forward) into
 # its buffer and says so; that copy is expected here, so the message is silenced once, at import.
@@ -64,105 +69,77 @@ def zoneout_mask(z: float, T: int, B: int, H: int, like):
     return bernoulli_mask((T, B, H), 1.0 - z, like, scale=False)
 
 
-def lstm_cell_loop(xw, h, c, w_hh, b_hh, rec_mask=None, cell_mask=None,
-                   zone_h=None, zone_c=None, z_expect=(0.0, 0.0)):
-    """The reference per-step LSTM: it defines what every fast path must compute.
+class RecurrentLayer(nn.Module):
+    """One recurrent layer of cell type `cell`, with torch's parameter layout; noise given per call."""
 
-    xw:  (T,B,4H) input projections W_ih x_t + b_ih (any input masks already applied).
-    rec_mask: (T|1,B,H) mask on h_{t-1} (tied), or (T|1,4,B,H) one per gate (untied).
-    cell_mask: (T|1,B,H) mask on the cell update g_t (semeniuta).
-    zone_h/zone_c: (T,B,H) keep-previous masks (training); z_expect = (z_h, z_c) expectation at test.
-    Returns outputs (T,B,H) (the zoned-out h, which is both the next step's and the next layer's
-    input) and the final (h, c).
-    """
-    T = xw.shape[0]
-    H = h.shape[-1]
-    untied = rec_mask is not None and rec_mask.dim() == 4
-    w_gates = w_hh.view(4, H, H) if untied else None
-    outs = []
-    for t in range(T):
-        if rec_mask is None:
-            rec = h @ w_hh.t()
-        elif untied:
-            hm = h.unsqueeze(0) * rec_mask[t if rec_mask.shape[0] > 1 else 0]        # (4,B,H)
-            rec = torch.bmm(hm, w_gates.transpose(1, 2)).permute(1, 0, 2).reshape(h.shape[0], 4 * H)
-        else:
-            rec = (h * rec_mask[t if rec_mask.shape[0] > 1 else 0]) @ w_hh.t()
-        gates = xw[t] + rec + b_hh
-        i, f, g, o = gates.chunk(4, 1)
-        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-        if cell_mask is not None:
-            g = g * cell_mask[t if cell_mask.shape[0] > 1 else 0]
-        c_new = f * c + i * g
-        h_new = o * torch.tanh(c_new)
-        if zone_c is not None:
-            c_new = zone_c[t] * c + (1 - zone_c[t]) * c_new
-        elif z_expect[1]:
-            c_new = z_expect[1] * c + (1 - z_expect[1]) * c_new
-        if zone_h is not None:
-            h_new = zone_h[t] * h + (1 - zone_h[t]) * h_new
-        elif z_expect[0]:
-            h_new = z_expect[0] * h + (1 - z_expect[0]) * h_new
-        h, c = h_new, c_new
-        outs.append(h)
-    return torch.stack(outs), (h, c)
-
-
-class LSTMLayer(nn.Module):
-    """One LSTM layer with nn.LSTM's parameter layout; noise given per call."""
-
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, cell: str = "lstm"):
         super().__init__()
+        self.spec = cells.get_cell(cell)
         self.input_size, self.hidden_size = input_size, hidden_size
-        H = hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(4 * H, H))
-        self.bias_ih = nn.Parameter(torch.empty(4 * H))
-        self.bias_hh = nn.Parameter(torch.empty(4 * H))
+        G, H = self.spec.gates, hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(G * H, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(G * H, H))
+        self.bias_ih = nn.Parameter(torch.empty(G * H))
+        self.bias_hh = nn.Parameter(torch.empty(G * H))
         self.reset_parameters()
         self.last_path = ""
         self.paths_run: set[str] = set()        # every path run while training (eval's stay out)
+
+    @property
+    def cell(self) -> str:
+        return self.spec.name
+
+    def extra_repr(self) -> str:
+        return f"{self.spec.name}, {self.input_size}, {self.hidden_size}"
 
     def reset_parameters(self, init_range: float = 0.0):
         r = init_range or 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -r, r)
 
+    def init_state(self, batch_size: int, device=None) -> tuple:
+        """Zeros for each state tensor of the cell type: (h, c) or (h,)."""
+        return tuple(torch.zeros(batch_size, self.hidden_size, device=device) for _ in self.spec.states)
+
     def forward(self, x, state, noise: Noise, p_in: float, active: bool, impl: str = "auto"):
-        """x: (T,B,in) layer input before its input dropout; state: (h, c) each (B,H); impl: the
-        per-step implementation (fastcell.MODES)."""
-        h, c = state
-        T, B, H = x.shape[0], x.shape[1], self.hidden_size
+        """x: (T,B,in) layer input before its input dropout; state: the cell's state tensors, each
+        (B,H); impl: the per-step implementation (fastcell.MODES). Masks are drawn in a fixed order:
+        DropConnect, input masks, recurrent, cell-update, zoneout (h, then c), registered positions."""
+        spec = self.spec
+        positions.check(noise, spec.name)
+        T, B, H, G = x.shape[0], x.shape[1], self.hidden_size, spec.gates
         w_hh = self.weight_hh
-        if active and noise.weight > 0:             # DropConnect: one (4H,H) mask per forward
+        if active and noise.weight > 0:             # DropConnect: one (G*H,H) mask per forward
             w_hh = w_hh * bernoulli_mask(w_hh.shape, noise.weight, w_hh)
         untied = active and noise.gates == "untied"
         if untied:                                  # gal untied: a separate input mask per gate
             xm = x.unsqueeze(2)
             if p_in > 0:
-                xm = xm * bernoulli_mask((1, B, 4, x.shape[2]), p_in, x)
-            xw = torch.einsum("tbgi,ghi->tbgh", xm.expand(-1, -1, 4, -1),
-                              self.weight_ih.view(4, H, -1)).reshape(T, B, 4 * H) + self.bias_ih
+                xm = xm * bernoulli_mask((1, B, G, x.shape[2]), p_in, x)
+            xw = torch.einsum("tbgi,ghi->tbgh", xm.expand(-1, -1, G, -1),
+                              self.weight_ih.view(G, H, -1)).reshape(T, B, G * H) + self.bias_ih
         else:
             x = io_dropout(x, p_in, noise.io_mask, active)
-        needs_cell = (active and noise.per_step) or (not active and (noise.zone_h or noise.zone_c))
+        zones = tuple(getattr(noise, f) for f in spec.zone_fields)
+        needs_cell = (active and noise.per_step) or (not active and any(zones))
         if not needs_cell and not untied:
             self._ran("fused")
-            out, hn, cn = torch._VF.lstm(
-                x, (h.unsqueeze(0), c.unsqueeze(0)),
-                [self.weight_ih, w_hh, self.bias_ih, self.bias_hh], True, 1, 0.0, False, False, False)
-            return out, (hn[0], cn[0])
+            return spec.fused(x, state, (self.weight_ih, w_hh, self.bias_ih, self.bias_hh))
         if not untied:
             xw = fastcell.input_projection(x, self.weight_ih, self.bias_ih, impl)
-        masks = dict(rec_mask=None, cell_mask=None, zone_h=None, zone_c=None, z_expect=(0.0, 0.0))
+        masks = dict(rec_mask=None, cell_mask=None, **{f: None for f in spec.zone_fields},
+                     z_expect=(0.0,) * len(zones), slots={})
         if active:
-            masks["rec_mask"] = recurrent_mask(noise.rec, noise.rec_mask, T, B, H, x, 4 if untied else 1)
+            masks["rec_mask"] = recurrent_mask(noise.rec, noise.rec_mask, T, B, H, x, G if untied else 1)
             masks["cell_mask"] = recurrent_mask(noise.cell, noise.cell_mask, T, B, H, x)
-            masks["zone_h"] = zoneout_mask(noise.zone_h, T, B, H, x)
-            masks["zone_c"] = zoneout_mask(noise.zone_c, T, B, H, x)
+            for f, z in zip(spec.zone_fields, zones):
+                masks[f] = zoneout_mask(z, T, B, H, x)
+            for _, rate, mode, slot in positions.extra_masks(noise, spec.name):
+                m = recurrent_mask(rate, mode, T, B, H, x)
+                masks["slots"][slot] = m if slot not in masks["slots"] else masks["slots"][slot] * m
         else:
-            masks["z_expect"] = (noise.zone_h, noise.zone_c)
-        path, result = fastcell.run(lstm_cell_loop, xw, h, c, w_hh, self.bias_hh, masks, impl)
+            masks["z_expect"] = zones
+        path, result = spec.run(xw, state, w_hh, self.bias_hh, masks, impl)
         self._ran(path)
         return result
 
@@ -172,21 +149,44 @@ class LSTMLayer(nn.Module):
             self.paths_run.add(path)
 
 
-class LSTMStack(nn.Module):
-    """Stacked noisy LSTM. The input dropout of layer 1 is `noise.emb`, of later layers
-    `noise.hid`; `noise.out` drops the last layer's output."""
+class LSTMLayer(RecurrentLayer):
+    """A RecurrentLayer of LSTM cells."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size, "lstm")
+
+
+class GRULayer(RecurrentLayer):
+    """A RecurrentLayer of GRU cells."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__(input_size, hidden_size, "gru")
+
+
+class RecurrentStack(nn.Module):
+    """Stacked noisy recurrent layers of one cell type. The input dropout of layer 1 is
+    `noise.emb`, of later layers `noise.hid`; `noise.out` drops the last layer's output. The state
+    is a list with one tuple of the cell's state tensors per layer ((h, c) or (h,))."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, noise: NoiseState,
-                 last_size: int | None = None):
+                 last_size: int | None = None, cell: str = "lstm"):
         super().__init__()
         sizes = [hidden_size] * (num_layers - 1) + [last_size or hidden_size]
         ins = [input_size] + sizes[:-1]
-        self.layers = nn.ModuleList(LSTMLayer(i, o) for i, o in zip(ins, sizes))
+        self.layers = nn.ModuleList(RecurrentLayer(i, o, cell) for i, o in zip(ins, sizes))
         self.noise = noise
 
+    @property
+    def cell(self) -> str:
+        return self.layers[0].cell
+
     def init_state(self, batch_size: int, device=None):
-        return [(torch.zeros(batch_size, l.hidden_size, device=device),
-                 torch.zeros(batch_size, l.hidden_size, device=device)) for l in self.layers]
+        return [l.init_state(batch_size, device) for l in self.layers]
+
+    def state_from_hidden(self, hidden: list) -> list:
+        """A state whose h of each layer is given ((B,H) each) and any other state tensor (the
+        LSTM's c) zero: e.g. a decoder started from a bridge of the encoder."""
+        return [(h,) + tuple(torch.zeros_like(h) for _ in l.spec.states[1:]) for h, l in zip(hidden, self.layers)]
 
     def forward(self, x, state=None):
         """x: (T,B,in). Returns (dropped output, new state, raw last-layer output)."""
@@ -209,3 +209,11 @@ class LSTMStack(nn.Module):
     def last_paths(self) -> str:
         """The paths of the last forward (training or evaluation)."""
         return ",".join(sorted({l.last_path for l in self.layers if l.last_path}))
+
+
+class LSTMStack(RecurrentStack):
+    """A RecurrentStack of LSTM layers."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, noise: NoiseState,
+                 last_size: int | None = None):
+        super().__init__(input_size, hidden_size, num_layers, noise, last_size, cell="lstm")

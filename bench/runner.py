@@ -212,7 +212,7 @@ def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: 
                    protocol=protocol, seed=seed, metric=task.metric, higher_is_better=task.higher_is_better,
                    valid_metric=task.valid_metric, **metrics, **seeding.fingerprint(dev), git_commit=commit,
                    git_dirty=dirty or plugin_dirty, plugin_sha256=plugin_sha, config_hash=cfg_hash,
-                   config_json=json.dumps(cfg, sort_keys=True),
+                   config_json=json.dumps(config_mod.stored(cfg), sort_keys=True),
                    finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
         path = results.write_row(registry, row)
         if os.environ.get("KEEP_CKPT") != "1":

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from bench.api import AT_LEAST_1, NON_NEGATIVE, Batch, ForwardOut, NoiseState, Task
 from bench.data import DataFile, DatasetSpec, fetch_archive, read_text, register_dataset
 from bench.plugins import register_task
-from bench.rnn import LSTMStack, embedding_dropout
+from bench.rnn import RecurrentStack, embedding_dropout
 
 PTB = register_dataset(DatasetSpec(
     name="ptb",
@@ -82,14 +82,15 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 
 class LMModel(nn.Module):
-    """Embedding -> noisy LSTM stack -> linear decoder (optionally tied to the embedding)."""
+    """Embedding -> noisy recurrent stack (cell type `cfg.cell`) -> linear decoder (optionally tied
+    to the embedding)."""
 
     def __init__(self, vocab: int, cfg, noise: NoiseState):
         super().__init__()
         E, H = cfg.emb_size, cfg.hidden_size
         self.noise = noise
         self.embed = nn.Embedding(vocab, E)
-        self.rnn = LSTMStack(E, H, cfg.layers, noise, last_size=E if cfg.tie_weights else H)
+        self.rnn = RecurrentStack(E, H, cfg.layers, noise, last_size=E if cfg.tie_weights else H, cell=cfg.cell)
         self.decoder = nn.Linear(E if cfg.tie_weights else H, vocab)
         if cfg.tie_weights:
             self.decoder.weight = self.embed.weight

@@ -8,7 +8,8 @@ once, with its label; SST-2 again without neutral ones), as is common in the lit
 test are always whole sentences. Words are lowercased (`lowercase`), the vocabulary is the training
 words seen at least `min_freq` times (others -> <unk>), no pretrained embeddings.
 
-Model. Embedding (word dropout through `embedding_dropout`) -> `LSTMStack` (every method's noise)
+Model. Embedding (word dropout through `embedding_dropout`) -> `RecurrentStack` of cell type `cell`
+(LSTM or GRU; every method's noise)
 -> the stack's (output-dropped) output at each sentence's real last token (`pool="last"`; right
 padding comes after it, so it never leaks in) or a masked mean / max over the real tokens
 (`pool="mean"|"max"`) -> linear layer -> class logits (B, classes).
@@ -34,7 +35,7 @@ from bench.api import AT_LEAST_1, NON_NEGATIVE, Batch, ForwardOut, Task
 from bench.data import DataFile, DatasetSpec, fetch_archive, read_text, register_dataset
 from bench.errors import UsageError
 from bench.plugins import register_task
-from bench.rnn import LSTMStack, embedding_dropout
+from bench.rnn import RecurrentStack, embedding_dropout
 from tasks._text import Vocab, bucket_batches, init_weights, pad_batch, subset, sorted_batches
 
 SST = register_dataset(DatasetSpec(
@@ -108,7 +109,7 @@ class Classifier(nn.Module):
         super().__init__()
         self.noise, self.pool = noise, cfg.pool
         self.embed = nn.Embedding(vocab, cfg.emb_size)
-        self.rnn = LSTMStack(cfg.emb_size, cfg.hidden_size, cfg.layers, noise)
+        self.rnn = RecurrentStack(cfg.emb_size, cfg.hidden_size, cfg.layers, noise, cell=cfg.cell)
         self.out = nn.Linear(cfg.hidden_size, classes)
         init_weights(self, cfg.init_range)
 

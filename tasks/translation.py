@@ -1,8 +1,8 @@
-"""German->English translation: an LSTM encoder-decoder with Luong (global) attention.
+"""German->English translation: an LSTM (or GRU: `cell`) encoder-decoder with Luong (global) attention.
 
 Model. Source and target embeddings go through `embedding_dropout` (word dropout, `noise.word`);
-the encoder and the decoder are each an `LSTMStack` sharing the model's `NoiseState`, so every
-method's noise applies to both. Luong et al. (2015) global attention without input feeding: score
+the encoder and the decoder are each a `RecurrentStack` of cell type `cell` sharing the model's
+`NoiseState`, so every method's noise applies to both. Luong et al. (2015) global attention without input feeding: score
 h_t . W_a s (`attention="general"`) or h_t . s (`"dot"`), attentional vector
 h~ = tanh(W_c [ctx; h_t]); the method's output dropout (`noise.out`) is applied to h~, right before
 the output projection (the decoder stack's own output dropout is not used: its raw output is the
@@ -12,7 +12,7 @@ attention query). Training uses teacher forcing, the whole target in one decoder
 Padding. Batches are right-padded. The encoder is causal, so its outputs at real positions are
 exact; attention masks the padded source positions. The decoder starts from a bridge of the encoder
 output *at each row's real last position* (the source ends with `</s>`): h0 of each decoder layer is
-tanh(W_l s_last), c0 = 0, so padding never leaks into the decoder state. Padded target positions are
+tanh(W_l s_last) (and an LSTM's c0 = 0), so padding never leaks into the decoder state. Padded target positions are
 excluded: the projection and the loss see only the real target rows (`logits` are those rows, in
 time-major order, aligned with the targets; cross-entropy also uses ignore_index=<pad>).
 
@@ -57,7 +57,7 @@ from bench.api import AT_LEAST_1, NON_NEGATIVE, Batch, ForwardOut, Task
 from bench.data import DataFile, DatasetSpec, fetch_files, read_text, register_dataset
 from bench.errors import UsageError
 from bench.plugins import register_task
-from bench.rnn import LSTMStack, embedding_dropout, io_dropout
+from bench.rnn import RecurrentStack, embedding_dropout, io_dropout
 from tasks._text import (BOS, EOS, PAD, Vocab, bucket_batches, init_weights, pad_batch, subset,
                          sorted_batches)
 
@@ -147,8 +147,8 @@ class Seq2Seq(nn.Module):
         E, H, L = cfg.emb_size, cfg.hidden_size, cfg.layers
         self.noise = noise
         self.src_embed, self.tgt_embed = nn.Embedding(n_src, E), nn.Embedding(n_tgt, E)
-        self.encoder = LSTMStack(E, H, L, noise)
-        self.decoder = LSTMStack(E, H, L, noise)
+        self.encoder = RecurrentStack(E, H, L, noise, cell=cfg.cell)
+        self.decoder = RecurrentStack(E, H, L, noise, cell=cfg.cell)
         self.bridge = nn.Linear(H, L * H)
         self.attn = nn.Linear(H, H, bias=False) if cfg.attention == "general" else None
         self.combine = nn.Linear(2 * H, H, bias=False)
@@ -165,7 +165,7 @@ class Seq2Seq(nn.Module):
         B, L, H = src.shape[1], len(self.decoder.layers), out.shape[-1]
         last = out[src_len - 1, torch.arange(B, device=src.device)]          # real last position
         h0 = torch.tanh(self.bridge(last)).view(B, L, H)
-        state = [(h0[:, l].contiguous(), torch.zeros_like(last)) for l in range(L)]
+        state = self.decoder.state_from_hidden([h0[:, l].contiguous() for l in range(L)])
         values = out.transpose(0, 1)                                           # (B,S,H)
         keys = self.attn(values) if self.attn is not None else values
         pad = torch.arange(src.shape[0], device=src.device)[None, :] >= src_len[:, None]
@@ -226,7 +226,7 @@ def beam_search(model, src, src_len, max_lens: list[int], beam: int, alpha: floa
     K, B, dev = beam, src.shape[1], src.device
     state, memory = model.encode(src, src_len)
     rep = torch.arange(B, device=dev).repeat_interleave(K)
-    state = [(h[rep], c[rep]) for h, c in state]
+    state = [tuple(t[rep] for t in st) for st in state]
     memory = tuple(m[rep] for m in memory)
     scores = torch.full((B, K), float("-inf"), device=dev)
     scores[:, 0] = 0.0
@@ -246,7 +246,7 @@ def beam_search(model, src, src_len, max_lens: list[int], beam: int, alpha: floa
         keep = torch.argsort(is_eos.long() * 2 * K + rank, dim=1)[:, :K]      # best K non-</s>
         scores, beams, toks = top_s.gather(1, keep), top_beam.gather(1, keep), top_tok.gather(1, keep)
         flat = (torch.arange(B, device=dev)[:, None] * K + beams).view(-1)
-        state = [(h[flat], c[flat]) for h, c in state]
+        state = [tuple(t[flat] for t in st) for st in state]
         hist = torch.cat([hist[flat], toks.view(-1, 1)], 1)
         prev = toks.view(-1)
         for b in range(B):

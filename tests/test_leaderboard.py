@@ -53,7 +53,7 @@ def line(text, heading, method) -> dict:
     return hits[0]
 
 
-PAPER_PTB = "paper · ptb · test ppl (lower is better)"
+PAPER_PTB = "paper · ptb · LSTM · test ppl (lower is better)"
 
 
 def fill(registry):
@@ -76,6 +76,7 @@ def fill(registry):
                  valid_metric="accuracy", test=0.80, valid=0.79),
         make_row("h", task="sst2", method="gal", metric="accuracy", higher_is_better=True,
                  valid_metric="accuracy", test=0.82, valid=0.80),
+        cfg_row("i", default_cfg(cell="gru"), seed=0, test=95.0, valid=99.0, protocol="paper", rnn_path="fused"),
     ]
     for r in rows:
         results.write_row(registry, r)
@@ -133,6 +134,21 @@ def test_cpu_and_cuda_runs_of_one_config_are_separate_lines(registry):
     assert all(r["published"] == "82.70" for r in rows)          # both ran the default config
 
 
+def test_each_cell_type_has_its_own_table_named_in_the_title(registry):
+    """GRU rows never share a table (or a mean) with LSTM rows; a row without `cell` in its stored
+    config (made before the key existed) is an LSTM row; published numbers are LSTM recipes'."""
+    base, gru = default_cfg(), default_cfg(cell="gru")
+    legacy = {k: v for k, v in base.items() if k != "cell"}
+    text = board(registry, [cfg_row("a", base, protocol="paper", test=84.0),
+                            cfg_row("b", legacy, protocol="paper", seed=1, test=86.0),
+                            cfg_row("c", gru, protocol="paper", test=95.0)])
+    assert config.config_hash(base) == config.config_hash(legacy) != config.config_hash(gru)
+    assert [r["n"] for r in table(text, PAPER_PTB)] == ["2"]
+    [g] = table(text, "paper · ptb · GRU · test ppl (lower is better)")
+    assert (g["method"], g["test ppl"], g["published"], g["Δ"]) == ("zaremba", "95.00 ± —", "", "")
+    assert text.index("· ptb · LSTM ·") < text.index("· ptb · GRU ·")
+
+
 def test_ci_is_students_t_interval(registry):
     sample = [80.0, 83.5, 84.25, 81.0]
     s = pd.Series(sample)
@@ -141,7 +157,7 @@ def test_ci_is_students_t_interval(registry):
     assert all(math.isnan(x) for x in leaderboard.ci95([80.0]))
     text = board(registry, [make_row(f"r{i}", seed=i, test=t) for i, t in enumerate(sample)]
                  + [make_row("one", method="gal", test=90.0)])
-    heading = "smoke · ptb · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
     assert line(text, heading, "zaremba")["95% CI"] == f"[{lo:.2f}, {hi:.2f}]" == "[78.98, 85.39]"
     assert line(text, heading, "gal")["95% CI"] == "—"                 # one seed: no interval
 
@@ -150,12 +166,12 @@ def test_n_counts_finished_seeds_and_names_diverged_ones(registry):
     text = board(registry, [make_row("a", seed=0, test=100.0), make_row("b", seed=1, test=102.0),
                             make_row("c", seed=2, test=104.0),
                             make_row("d", seed=3, status="diverged", test=float("nan"), valid=float("nan"))])
-    z = line(text, "smoke · ptb · test ppl (lower is better)", "zaremba")
+    z = line(text, "smoke · ptb · LSTM · test ppl (lower is better)", "zaremba")
     assert z["n"] == "3 (+1 diverged)" and z["test ppl"] == "102.00 ± 2.00"
 
 
 def test_mixed_groups_are_marked_with_footnotes(registry):
-    heading = "smoke · ptb · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
     text = board(registry, [
         make_row("a1", method="zaremba", seed=0, test=100.0, **H200),
         make_row("a2", method="zaremba", seed=1, test=101.0, **H100),               # two GPU models
@@ -171,7 +187,7 @@ def test_mixed_groups_are_marked_with_footnotes(registry):
 
 
 def test_marks_combine_and_footnotes_list_only_those_used(registry):
-    heading = "smoke · ptb · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
     text = board(registry, [make_row("a", seed=0, test=100.0, git_commit="abc123"),
                             make_row("b", seed=1, test=101.0, git_commit="def456", git_dirty=True),
                             make_row("c", method="gal", seed=0, test=102.0)])
@@ -210,7 +226,7 @@ def test_published_on_every_line_when_the_default_config_is_unknown(registry, mo
 
 
 def test_params_column_shows_the_value_or_the_range(registry):
-    heading = "smoke · ptb · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
     text = board(registry, [make_row("a", seed=0, params=66_000_000), make_row("b", seed=1, params=66_000_000),
                             make_row("c", method="gal", seed=0, params=1000, test=99.0),
                             make_row("d", method="gal", seed=1, params=1200, test=99.0)])
@@ -227,14 +243,14 @@ def test_sort_order_best_first(registry):
                  valid_metric="accuracy", test=0.80, valid=0.79),
         make_row("s2", task="sst2", method="gal", metric="accuracy", higher_is_better=True,
                  valid_metric="accuracy", test=0.82, valid=0.80)])
-    ptb = [r["method"] for r in table(text, "smoke · ptb · test ppl (lower is better)")]
+    ptb = [r["method"] for r in table(text, "smoke · ptb · LSTM · test ppl (lower is better)")]
     assert ptb == ["zaremba", "zoneout", "naive", "gal"]          # lower perplexity first, no result last
-    sst = [r["method"] for r in table(text, "smoke · sst2 · test accuracy (higher is better)")]
+    sst = [r["method"] for r in table(text, "smoke · sst2 · LSTM · test accuracy (higher is better)")]
     assert sst == ["gal", "zaremba"]                              # higher accuracy first
 
 
 def test_cpu_hardware_names_model_and_numerics_when_recorded():
-    heading = "smoke · ptb · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
     new = pd.DataFrame([make_row("a", cpu_model="AMD EPYC 7763", numerics="portable"),
                         make_row("b", method="gal", cpu_model="", numerics="")])
     text = leaderboard.render(new)

@@ -17,6 +17,8 @@ def tiny(monkeypatch):
 
 
 def test_perf_writes_report_and_raw_numbers(tmp_path, tiny):
+    """One table per cell type, each against its torch module; a method that cannot run on a cell
+    type (rnndrop on a GRU) is listed under that table with the reason, not timed."""
     out, raw = tmp_path / "PERF.md", tmp_path / "perf.parquet"
     threads = torch.get_num_threads()
     perf.main(["--shapes", "tiny", "--repeats", "2", "--steps", "1", "--warmup", "1", "--device", "cpu",
@@ -24,12 +26,19 @@ def test_perf_writes_report_and_raw_numbers(tmp_path, tiny):
                "--out", str(out), "--parquet", str(raw)])
     assert torch.get_num_threads() == threads                   # the run's setting did not leak
     text = out.read_text()
+    lstm, gru = text.split("## tiny · LSTM")[1].split("## tiny · GRU")
     methods = plugins.list_methods()
     for name in methods + [perf.BASELINE, perf.BASELINE2]:
-        assert f"| {name} |" in text
-    assert "| gal | auto | fast / fused |" in text and "| gal | reference | cell / fused |" in text
+        assert f"| {name} |" in lstm
+    for name in [m for m in methods if m != "rnndrop"] + ["nn.GRU", "nn.GRU x2"]:
+        assert f"| {name} |" in gru
+    assert "| x nn.GRU |" in gru and "| rnndrop |" not in gru and "- rnndrop does not run on a gru cell" in gru
+    for table in (lstm, gru):
+        assert "| gal | auto | fast / fused |" in table and "| gal | reference | cell / fused |" in table
+    assert "| rnndrop | auto | fast / fused |" in lstm
     df = pd.read_parquet(raw)
-    assert len(df) == (2 + 2 * len(methods)) * 2 * 2          # runners x (train, eval) x repeats
+    runners = {"lstm": 2 + 2 * len(methods), "gru": 2 + 2 * (len(methods) - 1)}
+    assert df.groupby("cell").size().to_dict() == {c: n * 2 * 2 for c, n in runners.items()}   # x (train, eval) x repeats
     assert (df.tokens_per_s > 0).all() and set(df.kind) == {"train", "eval"}
     assert df.peak_mb.isna().all()                              # not measured on a CPU
     assert "Contention" not in text                             # --contention off skips it

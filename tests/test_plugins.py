@@ -91,3 +91,70 @@ def test_entry_point_group_registers_third_party_methods(tmp_path, monkeypatch):
         assert plugins.get_method("ep_method").paper == "an example plugin"
     finally:
         plugins.unregister("method", "ep_method")
+
+
+def docs_example(section: str) -> str:
+    """The first ```python block of `section` in docs/adding-a-method.md."""
+    text = (REPO / "docs" / "adding-a-method.md").read_text()
+    body = text.split(f"\n## {section}")[1].split("\n## ")[0]
+    return body.split("```python\n")[1].split("```")[0]
+
+
+def test_new_mask_position_plugin_from_a_folder_runs_end_to_end(tmp_path, tiny_lm, monkeypatch):
+    """docs/adding-a-method.md section 6, as written there: a method with a NEW mask position (the
+    LSTM's output gate), one file in a folder on $BENCH_PLUGINS, no trainer, task or cell edits.
+    It runs (on the reference LSTM cell: the fast one does not apply slot o), the mask is where the
+    position says, and a GRU run is refused (exit 2)."""
+    from bench import positions
+    from conftest import HAVE_MIRROR
+    code = docs_example("6. A method with a new mask position")
+    assert 'register_position(Position(\n    "out_gate"' in code and 'name="out_gate_drop"' in code
+    folder = tmp_path / "myplugins"
+    folder.mkdir()
+    (folder / "out_gate_drop.py").write_text(code)
+    env = dict(os.environ, BENCH_PLUGINS=str(folder), BENCH_REGISTRY=str(tmp_path / "reg"),
+               BENCH_REPORTS=str(tmp_path / "rep"), BENCH_RUNS=str(tmp_path / "runs"))
+    if HAVE_MIRROR:
+        base = [sys.executable, "-m", "bench", "run", "--task", "ptb", "--method", "out_gate_drop", "--device", "cpu"]
+        p = subprocess.run(base, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        assert "fast LSTM cell not used (a mask at slot(s) o" in p.stderr       # said once, not silent
+        [row] = (tmp_path / "reg" / "ptb" / "out_gate_drop").glob("*.parquet")
+        p = subprocess.run(base + ["--set", "cell=gru"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 2 and "position 'out_gate'" in p.stderr and "use cell=lstm" in p.stderr
+        listing = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=REPO, env=env,
+                                 capture_output=True, text=True, timeout=300).stdout
+        assert "out_gate_drop" in listing and "out_gate        [lstm]" in listing
+    from bench import fastcell
+    monkeypatch.setattr(fastcell, "_NOTICED", set())                # the one-time warning, in this process
+    plugins.load_directory(str(folder))
+    try:
+        import torch
+        import torch.nn.functional as F
+
+        from bench import runner
+        from bench.api import Noise
+        from bench.rnn import LSTMLayer, lstm_cell_loop, recurrent_mask
+        with pytest.warns(UserWarning, match="slot\\(s\\) o"):
+            row = runner.run(tiny_lm[0].name, "out_gate_drop", "smoke", device="cpu", registry=tmp_path / "reg2",
+                             runs_dir=tmp_path / "runs2", data_dir=tiny_lm[1], progress=False).row
+        assert row["status"] == "ok" and row["rnn_path"] == "cell"
+        # the mask multiplies o_t, one (B,H) mask per chunk: the layer equals the reference with it
+        T, B, IN, H = 5, 3, 4, 6
+        torch.manual_seed(1)
+        layer = LSTMLayer(IN, H)
+        x, state = torch.randn(T, B, IN), (torch.randn(B, H), torch.randn(B, H))
+        torch.manual_seed(2)
+        out, _ = layer(x, state, Noise(extra={"out_gate": 0.5}), 0.0, True)
+        torch.manual_seed(2)
+        m = recurrent_mask(0.5, "sequence", T, B, H, x)
+        ref, _ = lstm_cell_loop(F.linear(x, layer.weight_ih, layer.bias_ih), *state, layer.weight_hh,
+                                layer.bias_hh, slots={"o": m})
+        assert m.shape == (1, B, H) and torch.allclose(out, ref, atol=1e-6)
+        assert (out[:, m[0] == 0] == 0).all()              # a dropped output gate: h = 0 at every step
+        with pytest.raises(Exception, match="a gru cell cannot apply it"):
+            runner.run(tiny_lm[0].name, "out_gate_drop", "smoke", device="cpu", registry=tmp_path / "reg2",
+                       runs_dir=tmp_path / "runs2", data_dir=tiny_lm[1], progress=False, overrides={"cell": "gru"})
+    finally:
+        plugins.unregister("method", "out_gate_drop")
+        positions.unregister_position("out_gate")

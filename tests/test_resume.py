@@ -185,3 +185,39 @@ def test_a_run_already_running_elsewhere_is_refused(tiny_lm, tmp_path):
             runner.run(task.name, "zaremba", "smoke", **args)
     assert not list((tmp_path / "reg").glob("*/*/*.parquet"))
     assert runner.run(task.name, "zaremba", "smoke", **args).new      # the lock is free again
+
+
+class _StopAfter:
+    """A stop signal that asks for a stop once `n` optimizer steps were taken (counted by reads)."""
+
+    def __init__(self, n):
+        self.n, self.reads = n, 0
+
+    @property
+    def requested(self):
+        self.reads += 1
+        return self.reads >= self.n
+
+
+def test_gru_run_stopped_mid_epoch_resumes_bitwise_with_its_h_only_state(tiny_lm, tmp_path):
+    """A GRU LM carries a state of one tensor per layer, (h,): checkpointed mid-epoch and resumed,
+    the run ends exactly as an uninterrupted one (in process, stop after 3 steps)."""
+    import torch
+
+    from bench import plugins
+    from bench.checkpoint import Interrupted
+    task, root = tiny_lm
+    method = plugins.get_method("zoneout")
+    cfg = runner.resolve(task.name, "zoneout", "smoke", {"cell": "gru"})[2]
+    data = task.load(root, cfg)
+    dev, quiet = torch.device("cpu"), (lambda s: None)
+    want = runner.execute(task, method, cfg, data, 0, dev, progress=False, echo=quiet)
+    ckpt = Checkpoint(tmp_path / "checkpoint.pt", echo=quiet)
+    with pytest.raises(Interrupted):
+        runner.execute(task, method, cfg, data, 0, dev, progress=False, checkpoint=ckpt, stop=_StopAfter(3), echo=quiet)
+    saved = ckpt.load()
+    assert saved["loop"]["batch"] == 3 and all(len(st) == 1 for st in saved["loop"]["carry"])
+    got = runner.execute(task, method, cfg, data, 0, dev, progress=False, checkpoint=ckpt, echo=quiet)
+    for k in ("status", "valid", "test", "curve_train_loss", "curve_valid", "probe_loss", "rnn_path"):
+        assert got[k] == want[k], k
+    assert want["rnn_path"] == "fast"

@@ -1,0 +1,26 @@
+"""rnndrop (RNNDrop): dropout on the memory cell itself, one mask per sequence:
+c_t = d(f_t * c_{t-1} + i_t * g_t), d = inverted dropout with a (B,H) mask drawn once per chunk
+and batch row and reused at every step; h_t = o_t * tanh(c_t) uses the dropped c_t, and the dropped
+c_t is what the next step carries. Off at test time. Its mask position, `cell_state`, is declared
+in bench/positions.py (LSTM only: on a GRU it would coincide with masking h, so `cell=gru` is
+refused at config time, exit 2); no cuDNN-fusable form, so it runs a per-step cell (the fast LSTM
+applies it). Combined with ordinary forward dropout (element-wise, as zaremba).
+
+Scaling: inverted, as everywhere in this benchmark. Semeniuta et al. (2016, eq. 11 and
+discussion) point out that masking c directly interacts with that scaling across steps (a kept
+unit's c is scaled by 1/(1-p) at every step of the chunk): that is part of what the benchmark
+measures, not corrected here. The default rates (p_c=0.25, forward 0.5) and the `cpu` ones are this
+benchmark's choices, not the paper's (an ASR recipe).
+"""
+from bench.api import MethodSpec, Noise
+from bench.plugins import register_method
+
+register_method(MethodSpec(
+    name="rnndrop",
+    paper="Moon, Choi, Lee & Song (2015), RNNDrop: A Novel Dropout for RNNs in ASR, IEEE ASRU",
+    options=dict(p_c=0.25, p_emb=0.5, p_hid=0.5, p_out=0.5),
+    noise=lambda cfg: Noise(emb=cfg.p_emb, hid=cfg.p_hid, out=cfg.p_out, io_mask="element",
+                            extra={"cell_state": cfg.p_c}),
+    # `cpu` (200-300-unit models): forward rates scaled down with width as zaremba's `cpu`
+    protocols={"cpu": {"*": dict(p_c=0.25, p_emb=0.25, p_hid=0.25, p_out=0.25)}},
+))
