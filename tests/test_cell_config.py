@@ -1,11 +1,9 @@
 """`cell=lstm|gru` in the config without moving a registered row: the committed rows keep their
 config hash and run id; the cell and position registries refuse what cannot work."""
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from bench import cells, config, plugins, positions, results, runner
 from bench.api import MethodSpec, Noise
