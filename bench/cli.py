@@ -169,7 +169,7 @@ def cmd_leaderboard(args):
 
 def cmd_verify(args):
     """Rows are replayed in the numerics mode they were made in: each mode in its own process
-    (the mode is fixed before torch loads), this one included."""
+    (the mode is fixed before torch loads), the processes side by side."""
     import json
     import os
     import subprocess
@@ -183,18 +183,25 @@ def cmd_verify(args):
         return 0
     modes = sorted({verify.replay_mode(n) for n in results.read_registry().numerics})
     rows = []
-    for mode in modes:
-        with tempfile.TemporaryDirectory() as tmp:
-            summary = Path(tmp) / "summary.json"
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = {}
+        for mode in modes:                 # the modes' processes run side by side (one per core)
+            summary = Path(tmp) / f"{mode}.json"
             cmd = [sys.executable, "-m", "bench"] + (["--data-dir", args.data_dir] if args.data_dir else []) + [
                 "verify-seeds", "--numerics", mode, "--summary", str(summary)] + (
                 ["--only", args.only] if args.only else []) + (
                 ["--sweep-sample", str(args.sweep_sample)] if args.sweep_sample is not None else [])
-            proc = subprocess.run(cmd, env=dict(os.environ, BENCH_NUMERICS=mode))
-            if proc.returncode != 0 or not summary.exists():
-                print(f"error: verifying the {mode}-numerics rows failed (exit {proc.returncode})", file=sys.stderr)
-                return 1
-            rows += json.loads(summary.read_text())
+            procs[mode] = (subprocess.Popen(cmd, env=dict(os.environ, BENCH_NUMERICS=mode, PYTHONUNBUFFERED="1")),
+                           summary)
+        failed = []
+        for mode, (proc, summary) in procs.items():
+            if proc.wait() != 0 or not summary.exists():
+                failed.append(f"error: verifying the {mode}-numerics rows failed (exit {proc.returncode})")
+            else:
+                rows += json.loads(summary.read_text())
+        if failed:
+            print("\n".join(failed), file=sys.stderr)
+            return 1
     bad = [r for r in rows if not r["ok"]]
     skipped = sum(r["skipped"] for r in rows)
     print(f"verify-seeds: {len(rows) - len(bad) - skipped} passed, {len(bad)} failed, {skipped} skipped")
