@@ -213,6 +213,14 @@ def render(df: pd.DataFrame) -> str:
     if df.empty:
         return "\n".join(out + ["The registry is empty: run `make bench TASK=ptb METHOD=zaremba`.", ""])
     df = df.sort_values("run_id", ignore_index=True)
+    sweep = df.protocol.str.startswith("sweep")
+    if sweep.any():           # sensitivity points, hundreds of configs: the report reads them
+        out += [f"The {int(sweep.sum())} rows of `sweep*` protocols (short runs that vary one dropout rate "
+                "at a time, for the sensitivity and importance study) are not ranked here: see "
+                "[REPORT.md](REPORT.md), sections 4–5.", ""]
+        df = df[~sweep]
+    if df.empty:
+        return "\n".join(out)
     df = df.assign(cell=[cell_of(j) for j in df.config_json])
     default = config_mod.COMPAT_DEFAULTS["cell"]
     for protocol in sorted(df.protocol.unique()):

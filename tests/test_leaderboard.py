@@ -269,3 +269,11 @@ def test_write_reads_bench_reports_at_call_time(registry, tmp_path, monkeypatch)
 
 def test_empty_registry(registry):
     assert "registry is empty" in leaderboard.render(results.read_registry(registry))
+
+
+def test_sweep_points_are_left_to_the_report(tmp_path):
+    import pandas as pd
+    from bench import leaderboard
+    row = dict(run_id="sst2.naive.sweep.s0.cpu.1", protocol="sweep", task="sst2", method="naive")
+    text = leaderboard.render(pd.DataFrame([row]))
+    assert "The 1 rows of `sweep*` protocols" in text and "REPORT.md" in text and "## sweep" not in text
