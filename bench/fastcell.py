@@ -71,14 +71,9 @@ def slot_reason(masks: dict, fast_slots, B, H, T) -> str:
     return ""
 
 
-def invalid_reason(xw, h, c, w_hh, b_hh, masks: dict) -> str:
-    """Why the fast cell cannot run these arguments ("" when it can)."""
-    tensors = [xw, h, c, w_hh, b_hh] + [masks[k] for k in ("rec_mask", "cell_mask", "zone_h", "zone_c")
-                                        if masks.get(k) is not None] + list((masks.get("slots") or {}).values())
-    T, B, H = (xw.shape[0], xw.shape[1], h.shape[-1]) if xw.dim() == 3 else (0, 0, 0)
-    if T == 0 or xw.shape[2] != 4 * H or h.shape != (B, H) or c.shape != (B, H) \
-            or w_hh.shape != (4 * H, H) or b_hh.shape != (4 * H,):
-        return "shapes other than xw (T>0,B,4H), h and c (B,H), w_hh (4H,H), b_hh (4H)"
+def unsupported_inputs(xw, tensors, masks: dict, keys) -> str:
+    """The checks every fast cell shares: one float dtype and one CPU/CUDA device for all tensors,
+    no autocast, no mask (of `keys`) that requires grad. "" when they pass."""
     if any(t.dtype != xw.dtype or t.device != xw.device for t in tensors):
         return "mixed dtypes or devices"
     if not xw.is_floating_point():
@@ -87,9 +82,22 @@ def invalid_reason(xw, h, c, w_hh, b_hh, masks: dict) -> str:
         return f"device {xw.device.type}"
     if torch.is_autocast_enabled(xw.device.type):
         return "autocast"
-    if any(masks.get(k) is not None and masks[k].requires_grad
-           for k in ("rec_mask", "cell_mask", "zone_h", "zone_c")):
+    if any(masks.get(k) is not None and masks[k].requires_grad for k in keys):
         return "a mask requires grad"
+    return ""
+
+
+def invalid_reason(xw, h, c, w_hh, b_hh, masks: dict) -> str:
+    """Why the fast cell cannot run these arguments ("" when it can)."""
+    tensors = [xw, h, c, w_hh, b_hh] + [masks[k] for k in ("rec_mask", "cell_mask", "zone_h", "zone_c")
+                                        if masks.get(k) is not None] + list((masks.get("slots") or {}).values())
+    T, B, H = (xw.shape[0], xw.shape[1], h.shape[-1]) if xw.dim() == 3 else (0, 0, 0)
+    if T == 0 or xw.shape[2] != 4 * H or h.shape != (B, H) or c.shape != (B, H) \
+            or w_hh.shape != (4 * H, H) or b_hh.shape != (4 * H,):
+        return "shapes other than xw (T>0,B,4H), h and c (B,H), w_hh (4H,H), b_hh (4H)"
+    why = unsupported_inputs(xw, tensors, masks, ("rec_mask", "cell_mask", "zone_h", "zone_c"))
+    if why:
+        return why
     shapes = dict(rec_mask=[(n, B, H) for n in {1, T}] + [(n, 4, B, H) for n in {1, T}],
                   cell_mask=[(n, B, H) for n in {1, T}], zone_h=[(T, B, H)], zone_c=[(T, B, H)])
     if any(masks.get(k) is not None and tuple(masks[k].shape) not in ok for k, ok in shapes.items()):

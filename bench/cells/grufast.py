@@ -39,16 +39,9 @@ def invalid_reason(xw, h, w_hh, b_hh, masks: dict) -> str:
     T, B, H = (xw.shape[0], xw.shape[1], h.shape[-1]) if xw.dim() == 3 else (0, 0, 0)
     if T == 0 or xw.shape[2] != G * H or h.shape != (B, H) or w_hh.shape != (G * H, H) or b_hh.shape != (G * H,):
         return "shapes other than xw (T>0,B,3H), h (B,H), w_hh (3H,H), b_hh (3H)"
-    if any(t.dtype != xw.dtype or t.device != xw.device for t in tensors):
-        return "mixed dtypes or devices"
-    if not xw.is_floating_point():
-        return f"dtype {xw.dtype}"
-    if xw.device.type not in ("cpu", "cuda"):
-        return f"device {xw.device.type}"
-    if torch.is_autocast_enabled(xw.device.type):
-        return "autocast"
-    if any(masks.get(k) is not None and masks[k].requires_grad for k in keys):
-        return "a mask requires grad"
+    why = fastcell.unsupported_inputs(xw, tensors, masks, keys)
+    if why:
+        return why
     shapes = dict(rec_mask=[(n, B, H) for n in {1, T}] + [(n, G, B, H) for n in {1, T}],
                   cell_mask=[(n, B, H) for n in {1, T}], zone_h=[(T, B, H)])
     if any(masks.get(k) is not None and tuple(masks[k].shape) not in ok for k, ok in shapes.items()):
