@@ -34,7 +34,8 @@ from bench.errors import UsageError, choose
 BACKENDS = ("local", "ray")
 STATUSES = ("done", "stopped", "failed", "skipped-registered", "skipped-data-absent", "deferred")
 START_S = 3.0            # interpreter, torch and plugin import of each run's process
-MEASURE_STEPS = 5        # timed optimizer steps per measured speed (after one warm-up step)
+WARMUP_STEPS = 2         # untimed optimizer steps before a speed measurement (allocations, caches)
+MEASURE_STEPS = 10       # timed optimizer steps per measured speed; their median is the step time
 GRACE_S = 300.0          # after SIGTERM, time a run gets to checkpoint before it is killed
 
 
@@ -207,7 +208,7 @@ def measure(spec: plans.RunSpec, dtype: str, data_dir: Path, threads: int) -> tu
 
     from bench import seeding
     from bench.api import NoiseState
-    from bench.train import _detach, make_optimizer
+    from bench.train import _detach, epoch_lr, make_optimizer, optimizer_step
     task, method, cfg = plugins.get_task(spec.task), plugins.get_method(spec.method), config_mod.Config(spec.cfg)
     if dtype == "cuda" and not torch.cuda.is_available():
         raise UsageError("no CUDA device here to measure on")
@@ -225,16 +226,17 @@ def measure(spec: plans.RunSpec, dtype: str, data_dir: Path, threads: int) -> tu
         opt = make_optimizer(model, cfg)
         model.train()
         state, times = task.init_state(data, cfg), []
-        for _, batch in zip(range(MEASURE_STEPS + 1), task.train_batches(data, cfg, 1, rng)):
+        for _, batch in zip(range(WARMUP_STEPS + MEASURE_STEPS), task.train_batches(data, cfg, 1, rng)):
             t = time.perf_counter()
-            loss, out = method.loss(lambda: task.forward(model, batch, state, cfg), cfg)
-            opt.zero_grad(set_to_none=True)
-            (loss + task.penalty(out, cfg)).backward()
-            opt.step()
+            _, out = optimizer_step(task, method, model, opt, batch, state, cfg, epoch_lr(cfg, 1))
+            if out is None:
+                break                # diverged: time the steps so far, not a run of NaNs
             state = _detach(out.state)
             sync()
             times.append(time.perf_counter() - t)
-        step_s = sum(times[1:]) / len(times[1:]) if len(times) > 1 else times[0]
+        if not times:
+            raise RuntimeError("the loss was not finite at the first step")
+        step_s = float(np.median(times[WARMUP_STEPS:] or times))
         t = time.perf_counter()
         task.evaluate(model, data, "valid", config_mod.Config({**cfg, "mc_samples": 0}))
         sync()

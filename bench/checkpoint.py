@@ -51,18 +51,34 @@ class Checkpoint:
     def __init__(self, path: Path, echo=print):
         self.path = Path(path)
         self.echo = echo
+        self._loaded = None          # (file identity, state) kept by load(keep=True)
 
-    def load(self) -> dict | None:
+    def _identity(self):
+        st = self.path.stat()
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def load(self, keep: bool = False) -> dict | None:
+        """The saved state, or None. keep=True holds it for the next load() (the runner reads where a
+        run resumes, then the trainer restores it: the file is read once, and not held after)."""
         if not self.path.exists():
             return None
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=False)
+            identity = self._identity()
+            cached, self._loaded = self._loaded, None
+            if cached is not None and cached[0] == identity:
+                state = cached[1]
+            else:
+                state = torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as exc:
             self.echo(f"warning: checkpoint {self.path} is unreadable ({type(exc).__name__}: {exc}); "
                       f"starting the run from scratch")
             return None
+        if keep:
+            self._loaded = identity, state
+        return state
 
     def save(self, state: dict) -> None:
+        self._loaded = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as f:
@@ -77,6 +93,7 @@ class Checkpoint:
             os.close(fd)
 
     def delete(self) -> None:
+        self._loaded = None
         self.path.unlink(missing_ok=True)
 
 

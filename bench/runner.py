@@ -195,7 +195,7 @@ def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: 
         ckpt = Checkpoint(folder / "checkpoint.pt", echo=echo)
         if os.environ.get("FRESH") == "1":
             ckpt.delete()
-        saved = ckpt.load()
+        saved = ckpt.load(keep=True)             # held for the trainer: the file is read once
         sacred_id = run_id if saved is None else f"{run_id}.resume-e{saved['loop']['epoch']}-b{saved['loop']['batch']}"
         if saved is not None:
             batch = saved["loop"]["batch"]

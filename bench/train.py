@@ -128,6 +128,23 @@ def _fresh_state() -> dict:
                 epoch_rng=None, carry=None, loss_sum=0.0, loss_n=0, paths="")
 
 
+def optimizer_step(task, method, model, opt, batch, state, cfg, lr: float):
+    """One training step: the method's loss plus the task's penalty, backward, clipping, the batch's
+    lr, the update. Returns (loss, out); out is None when the loss is not finite (nothing updated)."""
+    loss, out = method.loss(lambda: task.forward(model, batch, state, cfg), cfg)
+    loss = loss + task.penalty(out, cfg)
+    if not torch.isfinite(loss):
+        return loss, None
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    for g in opt.param_groups:
+        g["lr"] = lr * batch.lr_scale
+    opt.step()
+    return loss, out
+
+
 def train(task, method, cfg, data, device, rng, log=lambda name, value, step: None,
           progress: bool | None = None, checkpoint=None, stop=None, max_steps: int = 0,
           echo=print, impl: str = "auto") -> TrainResult:
@@ -182,18 +199,10 @@ def train(task, method, cfg, data, device, rng, log=lambda name, value, step: No
                 pending = None
             if method.schedule is not None:
                 noise.noise = method.schedule(s["step"], base_noise, cfg)
-            loss, out = method.loss(lambda: task.forward(model, batch, state, cfg), cfg)
-            loss = loss + task.penalty(out, cfg)
-            if not torch.isfinite(loss):
+            loss, out = optimizer_step(task, method, model, opt, batch, state, cfg, lr)
+            if out is None:
                 status = "diverged"
                 break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            for g in opt.param_groups:
-                g["lr"] = lr * batch.lr_scale
-            opt.step()
             if average is not None:
                 average.update()
             state = _detach(out.state)

@@ -177,6 +177,36 @@ def test_dry_run_prints_pending_runs_with_estimates_and_writes_nothing(tmp_path,
     assert not results.registry_path().exists() and not campaign.runs_dir().exists()
 
 
+def test_a_speed_is_measured_on_the_trainers_steps_clipped_and_over_a_median(tmp_path, camp_env, monkeypatch):
+    """The estimate times the trainer's own step (clipping included): unclipped steps diverged into
+    NaN arithmetic whose slow steps once made PTB estimates 2-5x too long."""
+    import numpy as np
+    import torch
+
+    from bench.config import Config
+    spec = specs_of(write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\n'
+                                         'methods = ["zaremba"]\nseeds = [0]\n'))[0]
+    assert spec.cfg["clip"] > 0
+    real, clips = torch.nn.utils.clip_grad_norm_, []
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda params, max_norm, *a, **k: clips.append(max_norm) or real(params, max_norm, *a, **k))
+    task, cfg = plugins.get_task(spec.task), Config(spec.cfg)
+    n_batches = sum(1 for _ in task.train_batches(task.load(camp_env, cfg), cfg, 1, np.random.default_rng(0)))
+    est, source = campaign.measure(spec, "cpu", camp_env, 1)
+    assert clips == [spec.cfg["clip"]] * min(n_batches, campaign.WARMUP_STEPS + campaign.MEASURE_STEPS)
+    assert est > campaign.START_S and source.startswith("measured: ")
+
+
+def test_a_config_that_diverges_at_once_gets_no_estimate_instead_of_a_nan_speed(tmp_path, camp_env, monkeypatch):
+    spec = specs_of(write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\n'
+                                         'methods = ["zaremba"]\nseeds = [0]\n'))[0]
+    import bench.train
+    monkeypatch.setattr(bench.train, "optimizer_step", lambda *a: (float("nan"), None))
+    empty = pd.DataFrame(columns=["status", "device", "config_hash", "task", "method", "protocol", "wall_s"])
+    est, source = campaign.Estimator(empty, "cpu", camp_env, 1)(spec)
+    assert est is None and "not finite at the first step" in source
+
+
 def test_estimates_come_from_registered_rows_of_the_same_config_first():
     spec = specs_of(str(REPO / "plans" / "smoke.toml"))[0]
     from bench.config import config_hash

@@ -199,7 +199,7 @@ def test_figures_series_and_labels(full):
     ax = figs["curves_sweep_ptb_cpu.png"].axes[0]         # the sweep scale's default configs
     assert ax.get_ylabel() == "validation ppl" and ax.lines
     text = doc.text()
-    assert "### Scale of sweep · ptb · cpu" in text and "train_tokens=80000" in text
+    assert "### Scale of sweep · ptb · cpu" in text and "train_tokens=50000" in text
     assert "not those of the `cpu` or `paper` leaderboards" in text
     ax = figs["importance_sweep_ptb_cpu_zoneout.png"].axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["z_h", "z_c"] and len(ax.patches) == 2

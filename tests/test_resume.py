@@ -221,3 +221,24 @@ def test_gru_run_stopped_mid_epoch_resumes_bitwise_with_its_h_only_state(tiny_lm
     for k in ("status", "valid", "test", "curve_train_loss", "curve_valid", "probe_loss", "rnn_path"):
         assert got[k] == want[k], k
     assert want["rnn_path"] == "fast"
+
+
+def test_a_kept_checkpoint_is_read_once_and_a_changed_file_is_read_again(tmp_path, monkeypatch):
+    """The runner reads where a run resumes (keep=True), the trainer restores it: one read of the
+    file; the kept state is handed over once, and never after the file changed."""
+    import torch
+
+    from bench import checkpoint
+    ckpt = Checkpoint(tmp_path / "checkpoint.pt")
+    ckpt.save({"loop": {"epoch": 2}})
+    reads, real = [], torch.load
+    monkeypatch.setattr(checkpoint.torch, "load", lambda *a, **k: reads.append(1) or real(*a, **k))
+    first = ckpt.load(keep=True)
+    assert ckpt.load() is first and len(reads) == 1
+    assert ckpt.load() == first and len(reads) == 2            # not held after it was handed over
+    ckpt.load(keep=True)
+    ckpt.save({"loop": {"epoch": 3}})
+    assert ckpt.load()["loop"]["epoch"] == 3 and len(reads) == 4
+    ckpt.load(keep=True)
+    ckpt.delete()
+    assert ckpt.load() is None
