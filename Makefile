@@ -37,6 +37,7 @@ help:
 	@echo "make leaderboard              regenerate reports/LEADERBOARD.md from registry/"
 	@echo "make report                   statistics, ranks, curves, sensitivity -> reports/REPORT.md + reports/figures/"
 	@echo "make verify-seeds             re-run registered CPU-feasible runs, fail if a metric differs"
+	@echo "     UNCOMMITTED=1            only the rows git does not track yet (verify before committing)"
 	@echo "make list                     tasks, methods (with papers), protocols"
 	@echo "make perf [PERF='--cells gru']  throughput of every method next to nn.LSTM and nn.GRU -> reports/PERF.md"
 	@echo "make test                     the test suite"
@@ -86,7 +87,7 @@ report: install
 	$(PY) -m bench.report
 
 verify-seeds: install
-	$(PY) -m bench verify-seeds $(if $(SWEEP_SAMPLE),--sweep-sample $(SWEEP_SAMPLE))
+	$(PY) -m bench verify-seeds $(if $(SWEEP_SAMPLE),--sweep-sample $(SWEEP_SAMPLE)) $(if $(UNCOMMITTED),--uncommitted)
 
 list: install
 	$(PY) -m bench list

@@ -178,10 +178,13 @@ def cmd_verify(args):
     from bench import numerics, results, verify
     if args.numerics:                      # a child: verify the rows of this process's mode
         rows = verify.verify_all(data_dir=args.data_dir, only=args.only, numerics=numerics.effective(),
-                                 sweep_sample=args.sweep_sample)
+                                 sweep_sample=args.sweep_sample, uncommitted=args.uncommitted)
         Path(args.summary).write_text(json.dumps(rows))
         return 0
-    modes = sorted({verify.replay_mode(n) for n in results.read_registry().numerics})
+    registry = results.read_registry()
+    if args.uncommitted:                   # a bad checkout is a usage error, said once, before any child
+        registry = registry[registry.run_id.isin(verify.uncommitted_ids(results.registry_path()))]
+    modes = sorted({verify.replay_mode(n) for n in registry.numerics})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         procs = {}
@@ -190,7 +193,8 @@ def cmd_verify(args):
             cmd = [sys.executable, "-m", "bench"] + (["--data-dir", args.data_dir] if args.data_dir else []) + [
                 "verify-seeds", "--numerics", mode, "--summary", str(summary)] + (
                 ["--only", args.only] if args.only else []) + (
-                ["--sweep-sample", str(args.sweep_sample)] if args.sweep_sample is not None else [])
+                ["--sweep-sample", str(args.sweep_sample)] if args.sweep_sample is not None else []) + (
+                ["--uncommitted"] if args.uncommitted else [])
             procs[mode] = (subprocess.Popen(cmd, env=dict(os.environ, BENCH_NUMERICS=mode, PYTHONUNBUFFERED="1")),
                            summary)
         failed = []
@@ -253,6 +257,8 @@ def main(argv=None) -> int:
     v.add_argument("--sweep-sample", type=_non_negative, default=None, metavar="N",
                    help="of the sweep* protocols' rows, verify only N per (protocol, task, method), the same "
                         "ones every time (CI); every other row is always verified")
+    v.add_argument("--uncommitted", action="store_true",
+                   help="only rows git does not track yet (a campaign's new rows, before committing them)")
     v.add_argument("--numerics", choices=("portable", "native"), help=argparse.SUPPRESS)
     v.add_argument("--summary", help=argparse.SUPPRESS)
     v.set_defaults(fn=cmd_verify)

@@ -35,6 +35,7 @@ def build(df: pd.DataFrame, include_smoke: bool = False) -> Doc:
     df = df.sort_values("run_id", ignore_index=True)
     select.default_hash.cache_clear()          # plugins' protocols may have changed since the last call
     select.defaults.cache_clear()
+    select.recipe.cache_clear()
     doc = Doc()
     n_ok = int((df.status == "ok").sum())
     doc.add("# Report: which regulariser, how sure, and how sensitive", "",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import torch
@@ -120,13 +121,34 @@ def replay_mode(row_numerics: str) -> str:
     return "portable" if row_numerics == "portable" else "native"
 
 
+def uncommitted_ids(registry: Path) -> set[str]:
+    """Run ids of the registry's rows whose files git does not track yet, or that changed since the
+    last commit: the rows to verify before committing them (a campaign's new rows)."""
+    registry = Path(registry)
+    if not registry.is_dir():
+        return set()
+    try:
+        out = subprocess.run(["git", "ls-files", "--others", "--modified", "--exclude-standard", "--", "."],
+                             cwd=registry, capture_output=True, text=True)
+    except FileNotFoundError:
+        out = None
+    if out is None or out.returncode != 0:
+        raise UsageError(f"--uncommitted needs git and the registry ({registry}) inside a git checkout"
+                         + (f": {out.stderr.strip()}" if out is not None else ": git is not installed"))
+    return {Path(line).stem for line in out.stdout.splitlines() if line.endswith(".parquet")}
+
+
 def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=print,
-               numerics: str | None = None, sweep_sample: int | None = None) -> list[dict]:
+               numerics: str | None = None, sweep_sample: int | None = None,
+               uncommitted: bool = False) -> list[dict]:
     """Verify every row (or those whose id contains `only`, or whose replay mode is `numerics`; with
-    `sweep_sample`, at most that many rows per sweep cell, see `sample`). Rows that cannot be replayed
-    are returned with ok=False and a reason, or skipped=True when only their data is absent."""
+    `sweep_sample`, at most that many rows per sweep cell, see `sample`; with `uncommitted`, only rows
+    git does not track yet). Rows that cannot be replayed are returned with ok=False and a reason, or
+    skipped=True when only their data is absent."""
     seeding.set_threads()
     df = results.read_registry(registry)
+    if uncommitted:
+        df = df[df.run_id.isin(uncommitted_ids(registry or results.registry_path()))]
     if only:
         df = df[df.run_id.str.contains(only, regex=False)]
     if sweep_sample is not None:

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def cfg_of(task, method, protocol, **over):
-    cfg = dict(config_mod.resolve(plugins.get_task(task), plugins.get_method(method), protocol, {}))
+    cell = {"cell": over["cell"]} if "cell" in over else {}        # a cell type's own defaults
+    cfg = dict(config_mod.resolve(plugins.get_task(task), plugins.get_method(method), protocol, cell))
     cfg.update(over)
     return cfg
 
@@ -65,9 +66,11 @@ def sweep_protocol():
     """Fresh caches of the protocols' default configs around a test."""
     select.default_hash.cache_clear()
     select.defaults.cache_clear()
+    select.recipe.cache_clear()
     yield
     select.default_hash.cache_clear()
     select.defaults.cache_clear()
+    select.recipe.cache_clear()
 
 
 def zoneout_loss(z_h, z_c):
@@ -209,7 +212,7 @@ def test_figures_series_and_labels(full):
 def test_sensitivity_and_importance(full):
     df = results.read_registry(full)
     g = list(sweep_groups(df))[0]
-    assert g[:4] == ("sweep", "ptb", "cpu", "zoneout")
+    assert g[:4] == ("sweep", "ptb", "cpu", "zoneout") and g[5] == "lstm"
     panels, note = sensitivity(g[4], "zoneout", "sweep", "ptb")
     assert note == "" and list(panels) == ["z_h", "z_c"]
     x, mean, lo, hi, ns, default = panels["z_c"]
@@ -330,3 +333,22 @@ def test_one_at_a_time_points_give_main_effects_and_none_only_draws_the_scale(re
     assert "### sweep · sst2 · cpu · none" not in text
     assert "main effects only, without interactions" in text
     assert "curves_sweep_sst2_cpu.png" in doc.figures and "none peaked before the last epoch" in text
+
+
+def test_a_gru_sweep_is_its_own_group_and_rows_of_another_recipe_are_left_out(registry, sweep_protocol):
+    for s in range(2):
+        for zh in (0.0, 0.1, 0.3):
+            results.write_row(registry, row("ptb", "zoneout", "sweep", s, 100, vloss=[5.0, 4.0 + zh + 0.01 * s], z_h=zh))
+            results.write_row(registry, row("ptb", "zoneout", "sweep", s, 100, vloss=[5.0, 6.0 - zh], z_h=zh, cell="gru"))
+        results.write_row(registry, row("ptb", "zoneout", "sweep", s, 100, vloss=[5.0, 1.0], z_h=0.2, lr=0.5))
+    groups = list(sweep_groups(results.read_registry(registry)))
+    assert [(g[3], g[5], len(g[4])) for g in groups] == [("zoneout", "gru", 6), ("zoneout", "lstm", 6)]
+    gru, lstm = groups
+    assert set(gru[4].cfg.map(lambda c: c["z_c"])) == {0.0}                 # the GRU's own default z_c
+    panels, _ = sensitivity(gru[4], "zoneout", "sweep", "ptb", "gru")
+    assert panels["z_h"][0] == [0.0, 0.1, 0.3] and panels["z_h"][1] == pytest.approx([6.0, 5.9, 5.7])
+    panels, _ = sensitivity(lstm[4], "zoneout", "sweep", "ptb")
+    assert panels["z_h"][0] == [0.0, 0.1, 0.3] and 0.2 not in panels["z_h"][0]    # lr=0.5's row left out
+    doc = report.build(results.read_registry(registry))
+    assert "### sweep · ptb · cpu · gru · zoneout" in doc.text() and "### sweep · ptb · cpu · zoneout" in doc.text()
+    assert {"sweep_sweep_ptb_cpu_gru_zoneout.png", "sweep_sweep_ptb_cpu_zoneout.png"} <= set(doc.figures)

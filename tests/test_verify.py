@@ -168,3 +168,21 @@ def test_sweep_sample_must_be_a_count(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["verify-seeds", "--sweep-sample", "-1"])
     assert exc.value.code == 2 and "expected a whole number >= 0" in capsys.readouterr().err
+
+
+def test_uncommitted_verifies_only_the_rows_git_does_not_track_yet(tiny_lm, tmp_path, monkeypatch, capsys):
+    import subprocess
+    old = run(tiny_lm, tmp_path, "zaremba")
+    reg = tmp_path / "reg"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(reg)]
+    subprocess.run(["git", "init", "-q", str(reg)], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "rows"], check=True)
+    new = run(tiny_lm, tmp_path, "naive")
+    res = verify.verify_all(reg, data_dir=tiny_lm[1], uncommitted=True, echo=lambda s: None)
+    assert [r["run_id"] for r in res] == [new.row["run_id"]] and res[0]["ok"] and res[0]["exact"]
+    assert old.row["run_id"] in {r["run_id"] for r in verify.verify_all(reg, data_dir=tiny_lm[1], echo=lambda s: None)}
+    subprocess.run(["rm", "-rf", str(reg / ".git")], check=True)          # no longer a checkout
+    monkeypatch.setenv("BENCH_REGISTRY", str(reg))
+    assert main(["--data-dir", str(tiny_lm[1]), "verify-seeds", "--uncommitted"]) == 2
+    assert "--uncommitted needs git and the registry" in capsys.readouterr().err

@@ -100,13 +100,23 @@ def chain_options(method: str) -> list[str]:
     return sorted(set().union(*(m.options for m in _chain(method))))
 
 
+def cell_of(cfg: dict) -> str:
+    """The row's cell type (stored only when it is not the default, lstm)."""
+    return str(cfg.get("cell", "lstm"))
+
+
+def _resolve(method: str, protocol: str, task: str, cell: str):
+    return config_mod.resolve(plugins.get_task(task), plugins.get_method(method), protocol,
+                              {} if cell == "lstm" else {"cell": cell})
+
+
 @functools.lru_cache(maxsize=None)
-def defaults(method: str, protocol: str, task: str) -> tuple[dict, str]:
-    """(option -> default value for the method chain's options under the protocol, '' or a note
-    saying the protocol is not defined here and the spec's own defaults are used)."""
+def defaults(method: str, protocol: str, task: str, cell: str = "lstm") -> tuple[dict, str]:
+    """(option -> default value for the method chain's options under the protocol and cell type, ''
+    or a note saying the protocol is not defined here and the spec's own defaults are used)."""
     names = chain_options(method)
     try:
-        cfg = config_mod.resolve(plugins.get_task(task), plugins.get_method(method), protocol, {})
+        cfg = _resolve(method, protocol, task, cell)
         return {k: cfg[k] for k in names if k in cfg}, ""
     except Exception as exc:
         spec = {}
@@ -115,6 +125,24 @@ def defaults(method: str, protocol: str, task: str) -> tuple[dict, str]:
         return ({k: spec[k] for k in names if k in spec},
                 f"protocol {protocol!r} does not resolve for {task} · {method} here ({exc}); the "
                 f"method's own option defaults stand in for its defaults")
+
+
+@functools.lru_cache(maxsize=None)
+def recipe(method: str, protocol: str, task: str, cell: str = "lstm") -> dict:
+    """The default config's keys other than the method's options (model, data, optimiser, schedule),
+    as stored in rows; {} when the protocol does not resolve here."""
+    try:
+        cfg = config_mod.stored(_resolve(method, protocol, task, cell))
+    except Exception:
+        return {}
+    options = set(chain_options(method))
+    return {k: v for k, v in cfg.items() if k not in options}
+
+
+def same_recipe(cfg: dict, fixed: dict) -> bool:
+    """Whether a row's config keeps the protocol's recipe: every key it shares with `fixed` is equal
+    (a row with, e.g., another lr or model size belongs to no sweep of the defaults)."""
+    return all(same(cfg[k], v) for k, v in fixed.items() if k in cfg)
 
 
 def same(a, b) -> bool:

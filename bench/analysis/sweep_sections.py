@@ -39,19 +39,30 @@ def _with_loss(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweep_groups(df: pd.DataFrame):
-    """(protocol, task, device, method, rows with valid loss and parsed config), sorted; methods
-    without a dropout parameter (`none`) are left out: their rows are the scale's reference curves."""
+    """(protocol, task, device, method, rows with valid loss and parsed config, cell), sorted; one
+    group per cell type (a GRU's sweep is not an LSTM's), and only rows that keep the protocol's
+    recipe (model, data, optimiser); methods without a dropout parameter (`none`) are left out:
+    their rows are the scale's reference curves."""
     rows = _with_loss(df[df.protocol.str.startswith(select.SWEEP_PREFIX)])
-    for (protocol, task, device, method), g in rows.groupby(["protocol", "task", "device", "method"], sort=True):
+    rows["cell"] = [select.cell_of(c) for c in rows.cfg]
+    for (protocol, task, device, method, cell), g in rows.groupby(["protocol", "task", "device", "method", "cell"],
+                                                                  sort=True):
         if select.dropout_params(method):
-            yield protocol, task, device, method, g
+            fixed = select.recipe(method, protocol, task, cell)
+            g = g[[select.same_recipe(c, fixed) for c in g.cfg]]
+            if len(g):
+                yield protocol, task, device, method, g, cell
 
 
-def sensitivity(g: pd.DataFrame, method: str, protocol: str, task: str):
+def group_name(protocol: str, task: str, device: str, method: str, cell: str) -> str:
+    return select.unit_name(protocol, task, device) + ("" if cell == "lstm" else f" · {cell}") + f" · {method}"
+
+
+def sensitivity(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = "lstm"):
     """parameter -> (values, mean, low, high, seeds per value, default) of the validation loss over
     the rows whose other options (dropout rates, base methods, mask modes) are at the protocol's
     defaults; parameters with fewer than 2 values are left out. Also the defaults' note."""
-    default, note = select.defaults(method, protocol, task)
+    default, note = select.defaults(method, protocol, task, cell)
     options = select.chain_options(method)
     out = {}
     for p in select.dropout_params(method):
@@ -77,7 +88,7 @@ def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
             "the default value): the mean over seeds and the band from the lowest to the highest seed. "
             "Read from rows of `sweep*` protocols.", "")
     groups = list(sweep_groups(df))
-    have = sorted({t for _, t, _, _, _ in groups})
+    have = sorted({grp[1] for grp in groups})
     missing = [t for t in select.SWEEP_TASKS if t not in have]
     if not groups:
         doc.add(f"**No rows yet.** This section needs rows of a `sweep*` protocol (one-at-a-time grids of "
@@ -87,9 +98,10 @@ def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
     if missing:
         doc.add(f"No sweep rows yet for {', '.join(missing)}.", "")
     section_scale(doc, df)
-    for protocol, task, device, method, g in groups:
-        panels, note = sensitivity(g, method, protocol, task)
-        doc.add(f"### {select.unit_name(protocol, task, device)} · {method}", "")
+    for protocol, task, device, method, g, cell in groups:
+        panels, note = sensitivity(g, method, protocol, task, cell)
+        name = group_name(protocol, task, device, method, cell)
+        doc.add(f"### {name}", "")
         if note:
             doc.add(f"Note: {note}.", "")
         if not panels:
@@ -103,11 +115,11 @@ def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
         top = sorted(swing, key=lambda p: (-swing[p], p))[0]
         best = {p: v[0][int(np.argmin(v[1]))] for p, v in panels.items()}
         absent = [p for p in select.dropout_params(method) if p not in panels]
-        fig = figures.sweep(panels, f"{select.unit_name(protocol, task, device)} · {method}")
+        fig = figures.sweep(panels, name)
         reading = (f"the validation loss moves most with {top} (by {fmt(swing[top], 3)} across its values); "
                    + "; ".join(f"{p} is best at {best[p]:g}" for p in panels) + "."
                    + (f" Not swept: {', '.join(absent)}." if absent else ""))
-        doc.figure(f"sweep_{select.slug(protocol, task, device, method)}.png", fig,
+        doc.figure(f"sweep_{select.slug(protocol, task, device, *([cell] if cell != 'lstm' else []), method)}.png", fig,
                    f"validation loss against each dropout rate of {method}", reading)
 
 
@@ -142,7 +154,7 @@ def section_scale(doc: Doc, df: pd.DataFrame) -> None:
         unit_curves(doc, unit, names)
 
 
-def fanova(g: pd.DataFrame, method: str, protocol: str, task: str):
+def fanova(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = "lstm"):
     """(parameter -> fANOVA importance, number of trials, varying parameters, whether every trial
     varies at most one of them from its default) from the rows: one trial per distinct
     setting of the varying dropout parameters (its value the mean validation loss over seeds), other
@@ -154,7 +166,7 @@ def fanova(g: pd.DataFrame, method: str, protocol: str, task: str):
     from optuna.distributions import FloatDistribution
     from optuna.importance import get_param_importances
 
-    default, _ = select.defaults(method, protocol, task)
+    default, _ = select.defaults(method, protocol, task, cell)
     params = select.dropout_params(method)
     others = [o for o in select.chain_options(method) if o not in params]
     keep = [(cfg, loss) for cfg, loss in zip(g.cfg, g.vloss)
@@ -200,9 +212,10 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
                 f"of a method's dropout parameters (≥ {MIN_TRIALS} draws per method and task); they would come "
                 f"from {campaign_hint('sweep', 'seeded random searches')}.", "")
         return
-    for protocol, task, device, method, g in groups:
-        imp, n, varying, one_at_a_time = fanova(g, method, protocol, task)
-        doc.add(f"### {select.unit_name(protocol, task, device)} · {method}", "")
+    for protocol, task, device, method, g, cell in groups:
+        imp, n, varying, one_at_a_time = fanova(g, method, protocol, task, cell)
+        title = group_name(protocol, task, device, method, cell)
+        doc.add(f"### {title}", "")
         if imp is None:
             doc.add(f"{n} distinct setting(s) of {', '.join(varying) or 'no varying parameter'}: needs ≥ "
                     f"{MIN_TRIALS} for fANOVA.", "")
@@ -211,10 +224,10 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
             doc.add("These settings vary one parameter at a time (section 4's points, no random search "
                     "here yet): the importances are main effects only, without interactions.", "")
         order = sorted(imp, key=lambda p: (-imp[p], p))
-        fig = figures.importance(imp, f"{select.unit_name(protocol, task, device)} · {method} ({n} settings)",
+        fig = figures.importance(imp, f"{title} ({n} settings)",
                                  f"{name} importance")
         rest = ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:])
-        doc.figure(f"importance_{select.slug(protocol, task, device, method)}.png", fig,
+        doc.figure(f"importance_{select.slug(protocol, task, device, *([cell] if cell != 'lstm' else []), method)}.png", fig,
                    f"{name} importance of {method}'s dropout parameters",
                    f"for {method} on {task}, {order[0]} matters most ({name} importance {imp[order[0]]:.2f} "
                    f"of 1, over {n} settings)" + (f"; then {rest}." if rest else "."))
