@@ -4,7 +4,7 @@ CUDA-graph buffer logic (bench/cudagraphs.py, with a stand-in capture on CPU), a
 into LSTMStack for the methods that need a per-step cell."""
 from __future__ import annotations
 
-import itertools
+import functools
 
 import pytest
 import torch
@@ -13,84 +13,17 @@ import torch.nn.functional as F
 from bench import cellloops, cudagraphs, fastcell
 from bench.api import Noise, NoiseState
 from bench.errors import UsageError
-from bench.rnn import LSTMStack, bernoulli_mask, lstm_cell_loop, recurrent_mask, zoneout_mask
+from bench.rnn import LSTMStack, lstm_cell_loop
 
-RECS = [None, ("tied", "step"), ("tied", "sequence"), ("untied", "step"), ("untied", "sequence")]
-CELLS = [None, "step", "sequence"]
-ZONES = ["none", "train", "expect"]
-COMBOS = list(itertools.product(RECS, CELLS, ZONES))
+import cellcheck
+from cellcheck import COMBOS, LSTM, flat
+from cellcheck import combo_id as _id
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-
-
-def _id(combo):
-    rec, cell, zone = combo
-    return f"rec={'-'.join(rec) if rec else 'none'},cell={cell or 'none'},zone={zone}"
-
-
-def make_masks(combo, T, B, H, like, seed=2):
-    rec, cell, zone = combo
-    torch.manual_seed(seed)
-    m = dict(rec_mask=None, cell_mask=None, zone_h=None, zone_c=None, z_expect=(0.0, 0.0))
-    if rec:
-        m["rec_mask"] = recurrent_mask(0.3, rec[1], T, B, H, like, 4 if rec[0] == "untied" else 1)
-    if cell:
-        m["cell_mask"] = recurrent_mask(0.4, cell, T, B, H, like)
-    if zone == "train":
-        m["zone_h"], m["zone_c"] = zoneout_mask(0.3, T, B, H, like), zoneout_mask(0.5, T, B, H, like)
-    elif zone == "expect":
-        m["z_expect"] = (0.3, 0.5)
-    return m
-
-
-def make_leaves(T, B, H, dtype, device="cpu", seed=1):
-    g = torch.Generator().manual_seed(seed)
-    shapes = [(T, B, 4 * H), (B, H), (B, H), (4 * H, H), (4 * H,)]
-    return [torch.randn(s, generator=g, dtype=dtype).mul_(0.5).to(device).requires_grad_() for s in shapes]
-
-
-def run_cell(fn, leaves, masks, dropconnect=0.0):
-    """Forward and all gradients of a weighted sum of outputs and final state. DropConnect, when
-    on, masks w_hh with a seeded dropout, so the gradient reaches the raw weight through it."""
-    xw, h, c, raw, b = leaves
-    torch.manual_seed(7)
-    w = raw * bernoulli_mask(raw.shape, dropconnect, raw) if dropconnect else raw
-    out, (hT, cT) = fn(xw, h, c, w, b, **masks)
-    g = torch.Generator().manual_seed(3)
-    weights = [torch.randn(t.shape, generator=g, dtype=t.dtype).to(t.device) for t in (out, hT, cT)]
-    loss = sum((t * wt).sum() for t, wt in zip((out, hT, cT), weights))
-    return [out, hT, cT, *torch.autograd.grad(loss, leaves)]
-
-
-def assert_all_close(got, want, **tol):
-    names = ["out", "h_T", "c_T", "d xw", "d h0", "d c0", "d w_hh", "d b_hh"]
-    for name, a, b in zip(names, got, want):
-        torch.testing.assert_close(a, b, msg=lambda m: f"{name}: {m}", **tol)
-
-
-def flat(fn, masks):
-    """fn as gradcheck wants it: tensors in, a flat tuple (outputs, h_T, c_T) out."""
-    def call(*args):
-        out, (h, c) = fn(*args, **masks)
-        return out, h, c
-    return call
-
-
-@pytest.mark.parametrize("combo", [COMBOS[0], (("tied", "step"), "step", "train"),
-                                   (("untied", "sequence"), "sequence", "expect")], ids=_id)
-def test_reference_cell_gradcheck(combo):
-    T, B, H = 3, 2, 2
-    leaves = make_leaves(T, B, H, torch.float64)
-    masks = make_masks(combo, T, B, H, leaves[0])
-    assert torch.autograd.gradcheck(flat(lstm_cell_loop, masks), leaves)
-
-
-@pytest.mark.parametrize("combo", COMBOS, ids=_id)
-def test_fast_cell_gradcheck(combo):
-    """The hand-written backward against numerical derivatives, float64."""
-    T, B, H = 3, 2, 2
-    leaves = make_leaves(T, B, H, torch.float64)
-    masks = make_masks(combo, T, B, H, leaves[0])
-    assert torch.autograd.gradcheck(flat(fastcell.lstm_fast, masks), leaves)
+make_masks = functools.partial(cellcheck.make_masks, LSTM)
+make_leaves = functools.partial(cellcheck.make_leaves, LSTM)
+run_cell = functools.partial(cellcheck.run_cell, LSTM)
+assert_all_close = functools.partial(cellcheck.assert_all_close, LSTM)
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=_id)

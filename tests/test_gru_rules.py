@@ -49,6 +49,21 @@ def _manual_step(xw_t, h, w_hh, b_hh, hm=None, nm=None):
 
 # --- where each method puts its noise on a GRU ------------------------------------------------------
 
+def layer_run(noise, p_io, seed, path=None, h_zero=False):
+    """A seeded GRULayer with its input x and state h, and its training output under `noise`, the
+    masks drawn after manual_seed(seed); the seed is set again on return, so that the test's
+    reference draws the same masks. `path`: the rnn path the layer must have taken."""
+    torch.manual_seed(1)
+    layer = GRULayer(IN, H)
+    x, h = torch.randn(T, B, IN), (torch.zeros(B, H) if h_zero else torch.randn(B, H))
+    torch.manual_seed(seed)
+    out, _ = layer(x, (h,), noise, p_io, True)
+    if path is not None:
+        assert layer.last_path == path
+    torch.manual_seed(seed)
+    return layer, x, h, out
+
+
 def test_every_method_resolves_on_a_gru_with_the_lstm_positions_but_c():
     assert set(METHODS) | {"rnndrop"} == set(plugins.list_methods())
     for method in METHODS:
@@ -105,13 +120,7 @@ def test_naive_mask_is_fresh_per_step_and_the_carry_sees_the_undropped_h():
 def test_naive_layer_uses_the_per_step_cell_with_element_io_dropout():
     noise, _ = noise_of("naive")
     assert noise.rec > 0 and noise.rec_mask == "step" and noise.io_mask == "element" and noise.per_step
-    torch.manual_seed(1)
-    layer = GRULayer(IN, H)
-    x, h = torch.randn(T, B, IN), torch.randn(B, H)
-    torch.manual_seed(7)
-    out, (hT,) = layer(x, (h,), noise, noise.emb, True)
-    assert layer.last_path == "fast"
-    torch.manual_seed(7)
+    layer, x, h, out = layer_run(noise, noise.emb, 7, "fast")
     xin = io_dropout(x, noise.emb, "element", True)
     m = recurrent_mask(noise.rec, "step", T, B, H, x)
     ref, _ = gru_cell_loop(F.linear(xin, layer.weight_ih, layer.bias_ih), h, layer.weight_hh, layer.bias_hh, rec_mask=m)
@@ -124,12 +133,7 @@ def test_gal_one_mask_per_chunk_and_row_reused_at_every_step():
     noise, _ = noise_of("gal")
     assert noise.rec_mask == "sequence" and noise.io_mask == "locked" and noise.gates == "tied"
     noise = Noise(rec=0.5, rec_mask="sequence", io_mask="locked", emb=0.5)
-    torch.manual_seed(1)
-    layer = GRULayer(IN, H)
-    x, h = torch.randn(T, B, IN), torch.zeros(B, H)
-    torch.manual_seed(3)
-    out, _ = layer(x, (h,), noise, 0.5, True)
-    torch.manual_seed(3)
+    layer, x, h, out = layer_run(noise, 0.5, 3, h_zero=True)
     xin = x * bernoulli_mask((1, B, IN), 0.5, x)
     m = bernoulli_mask((1, B, H), 0.5, x)
     assert not torch.equal(m[0, 0], m[0, 1])                        # one mask per batch row
@@ -142,13 +146,7 @@ def test_gal_untied_is_three_masks_for_x_and_three_for_h():
     noise, _ = noise_of("gal", gates="untied")
     assert noise.gates == "untied"
     noise = Noise(rec=0.5, rec_mask="sequence", gates="untied", emb=0.5, io_mask="locked")
-    torch.manual_seed(1)
-    layer = GRULayer(IN, H)
-    x, h = torch.randn(T, B, IN), torch.randn(B, H)
-    torch.manual_seed(3)
-    out, _ = layer(x, (h,), noise, 0.5, True)
-    assert layer.last_path == "fast"
-    torch.manual_seed(3)
+    layer, x, h, out = layer_run(noise, 0.5, 3, "fast")
     mx = bernoulli_mask((1, B, 3, IN), 0.5, x)                       # one input mask per gate
     xw = torch.cat([F.linear(x * mx[:, :, k], layer.weight_ih[k * H:(k + 1) * H]) for k in range(3)], -1)
     mh = recurrent_mask(0.5, "sequence", T, B, H, x, gates=3)
@@ -239,13 +237,7 @@ def test_awd_dropconnect_full_matrix_shared_by_batch_and_time_on_the_fused_kerne
 
 def test_zaremba_never_touches_the_recurrence_and_runs_the_fused_gru():
     noise, _ = noise_of("zaremba")
-    torch.manual_seed(1)
-    layer = GRULayer(IN, H)
-    x, h = torch.randn(T, B, IN), torch.randn(B, H)
-    torch.manual_seed(5)
-    out, _ = layer(x, (h,), noise, 0.5, True)
-    assert layer.last_path == "fused"
-    torch.manual_seed(5)
+    layer, x, h, out = layer_run(noise, 0.5, 5, "fused")
     xin = x * bernoulli_mask((T, B, IN), 0.5, x)
     ref, _ = gru_cell_loop(F.linear(xin, layer.weight_ih, layer.bias_ih), h, layer.weight_hh, layer.bias_hh)
     assert torch.allclose(out, ref, atol=1e-5)

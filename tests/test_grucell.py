@@ -5,7 +5,7 @@ eagerly, through the CUDA-graph buffer logic (a stand-in capture on CPU), and wi
 RecurrentStack."""
 from __future__ import annotations
 
-import itertools
+import functools
 
 import pytest
 import torch
@@ -15,63 +15,16 @@ from bench import cudagraphs, fastcell
 from bench.api import Noise, NoiseState
 from bench.cells import grufast
 from bench.cells.gru import fused as gru_fused
-from bench.rnn import RecurrentStack, bernoulli_mask, gru_cell_loop, recurrent_mask, zoneout_mask
+from bench.rnn import RecurrentStack, gru_cell_loop
 
-RECS = [None, ("tied", "step"), ("tied", "sequence"), ("untied", "step"), ("untied", "sequence")]
-CELLS = [None, "step", "sequence"]
-ZONES = ["none", "train", "expect"]
-COMBOS = list(itertools.product(RECS, CELLS, ZONES))
+import cellcheck
+from cellcheck import COMBOS, GRU
+from cellcheck import combo_id as _id
 
-
-def _id(combo):
-    rec, cell, zone = combo
-    return f"rec={'-'.join(rec) if rec else 'none'},cell={cell or 'none'},zone={zone}"
-
-
-def make_masks(combo, T, B, H, like, seed=2):
-    rec, cell, zone = combo
-    torch.manual_seed(seed)
-    m = dict(rec_mask=None, cell_mask=None, zone_h=None, z_expect=(0.0,))
-    if rec:
-        m["rec_mask"] = recurrent_mask(0.3, rec[1], T, B, H, like, 3 if rec[0] == "untied" else 1)
-    if cell:
-        m["cell_mask"] = recurrent_mask(0.4, cell, T, B, H, like)
-    if zone == "train":
-        m["zone_h"] = zoneout_mask(0.3, T, B, H, like)
-    elif zone == "expect":
-        m["z_expect"] = (0.3,)
-    return m
-
-
-def make_leaves(T, B, H, dtype, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    shapes = [(T, B, 3 * H), (B, H), (3 * H, H), (3 * H,)]
-    return [torch.randn(s, generator=g, dtype=dtype).mul_(0.5).requires_grad_() for s in shapes]
-
-
-def run_cell(fn, leaves, masks, dropconnect=0.0):
-    """Forward and all gradients of a weighted sum of outputs and final h; DropConnect, when on,
-    masks w_hh so that the gradient reaches the raw weight through it."""
-    xw, h, raw, b = leaves
-    torch.manual_seed(7)
-    w = raw * bernoulli_mask(raw.shape, dropconnect, raw) if dropconnect else raw
-    out, (hT,) = fn(xw, h, w, b, **masks)
-    g = torch.Generator().manual_seed(3)
-    weights = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in (out, hT)]
-    loss = sum((t * wt).sum() for t, wt in zip((out, hT), weights))
-    return [out, hT, *torch.autograd.grad(loss, leaves)]
-
-
-def assert_all_close(got, want, **tol):
-    for name, a, b in zip(["out", "h_T", "d xw", "d h0", "d w_hh", "d b_hh"], got, want):
-        torch.testing.assert_close(a, b, msg=lambda m: f"{name}: {m}", **tol)
-
-
-def flat(fn, masks):
-    def call(*args):
-        out, (h,) = fn(*args, **masks)
-        return out, h
-    return call
+make_masks = functools.partial(cellcheck.make_masks, GRU)
+make_leaves = functools.partial(cellcheck.make_leaves, GRU)
+run_cell = functools.partial(cellcheck.run_cell, GRU)
+assert_all_close = functools.partial(cellcheck.assert_all_close, GRU)
 
 
 def test_reference_and_fused_are_torch_gru():
@@ -87,24 +40,6 @@ def test_reference_and_fused_are_torch_gru():
     torch.testing.assert_close(hT, hn[0], rtol=1e-12, atol=1e-12)
     fused, (fh,) = gru_fused(x, (h0,), weights)
     torch.testing.assert_close(fused, want, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("combo", [COMBOS[0], (("tied", "step"), "step", "train"),
-                                   (("untied", "sequence"), "sequence", "expect")], ids=_id)
-def test_reference_cell_gradcheck(combo):
-    T, B, H = 3, 2, 2
-    leaves = make_leaves(T, B, H, torch.float64)
-    masks = make_masks(combo, T, B, H, leaves[0])
-    assert torch.autograd.gradcheck(flat(gru_cell_loop, masks), leaves)
-
-
-@pytest.mark.parametrize("combo", COMBOS, ids=_id)
-def test_fast_cell_gradcheck(combo):
-    """The hand-written backward against numerical derivatives, float64."""
-    T, B, H = 3, 2, 2
-    leaves = make_leaves(T, B, H, torch.float64)
-    masks = make_masks(combo, T, B, H, leaves[0])
-    assert torch.autograd.gradcheck(flat(grufast.gru_fast, masks), leaves)
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=_id)

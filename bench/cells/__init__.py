@@ -17,6 +17,8 @@ that calls `register_cell`; a second spec under the same name is an error.
 from __future__ import annotations
 
 import sys
+
+import torch
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -84,6 +86,25 @@ def get_cell(name: str, context: str = "") -> CellSpec:
 
 def list_cells() -> list[str]:
     return sorted(_CELLS)
+
+
+def step_mask(mask, t):
+    """The step-t view of a (T|1, ...) mask (a mask of lead 1 serves every step); None for None."""
+    return None if mask is None else mask[t if mask.shape[0] > 1 else 0]
+
+
+def recurrent_matmul(h, w_hh, rec_mask, t):
+    """h_{t-1} W_hh^T with the recurrent dropout mask of step t: none, one (B,H) mask for every gate
+    (tied, `rec_mask` (T|1,B,H)) or one per gate block of W_hh (untied, (T|1,G,B,H)). What the
+    reference loops of every cell type share (B, G*H)."""
+    if rec_mask is None:
+        return h @ w_hh.t()
+    if rec_mask.dim() == 4:
+        B, H = h.shape
+        G = w_hh.shape[0] // H
+        hm = h.unsqueeze(0) * step_mask(rec_mask, t)                                   # (G,B,H)
+        return torch.bmm(hm, w_hh.reshape(G, H, H).transpose(1, 2)).permute(1, 0, 2).reshape(B, G * H)
+    return (h * step_mask(rec_mask, t)) @ w_hh.t()
 
 
 from bench.cells import gru as _gru, lstm as _lstm  # noqa: E402,F401  (register the built-in cell types)

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import torch
 
-from bench.cells import CellSpec, grufast, register_cell
+from bench.cells import CellSpec, grufast, recurrent_matmul, register_cell, step_mask
 
 SLOTS = ("h_in", "r", "z", "n")
 
 
-def _at(mask, t):
-    return None if mask is None else mask[t if mask.shape[0] > 1 else 0]
+_at = step_mask
 
 
 def gru_cell_loop(xw, h, w_hh, b_hh, rec_mask=None, cell_mask=None, zone_h=None, z_expect=(0.0,), slots=None):
@@ -41,20 +40,11 @@ def gru_cell_loop(xw, h, w_hh, b_hh, rec_mask=None, cell_mask=None, zone_h=None,
     Returns outputs (T,B,H) (the zoned-out h) and the final state (h,).
     """
     T = xw.shape[0]
-    B, H = h.shape
-    untied = rec_mask is not None and rec_mask.dim() == 4
     extra = slots or {}
     outs = []
     for t in range(T):
         hr = h if "h_in" not in extra else h * _at(extra["h_in"], t)
-        if rec_mask is None:
-            hw = hr @ w_hh.t()
-        elif untied:
-            hm = hr.unsqueeze(0) * _at(rec_mask, t)                                   # (3,B,H)
-            hw = torch.bmm(hm, w_hh.reshape(3, H, H).transpose(1, 2)).permute(1, 0, 2).reshape(B, 3 * H)
-        else:
-            hw = (hr * _at(rec_mask, t)) @ w_hh.t()
-        hw = hw + b_hh
+        hw = recurrent_matmul(hr, w_hh, rec_mask, t) + b_hh
         xr, xz, xn = xw[t].chunk(3, 1)
         hr_, hz_, hn_ = hw.chunk(3, 1)
         r, z = torch.sigmoid(xr + hr_), torch.sigmoid(xz + hz_)

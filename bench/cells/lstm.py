@@ -12,14 +12,12 @@ from __future__ import annotations
 import torch
 
 from bench import fastcell
-from bench.cells import CellSpec, register_cell
+from bench.cells import CellSpec, recurrent_matmul, register_cell, step_mask
 
 SLOTS = ("h_in", "i", "f", "g", "o", "c")
 
 
-def _at(mask, t):
-    """The step-t view of a (T|1, ...) mask (a mask of lead 1 serves every step); None for None."""
-    return None if mask is None else mask[t if mask.shape[0] > 1 else 0]
+_at = step_mask
 
 
 def lstm_cell_loop(xw, h, c, w_hh, b_hh, rec_mask=None, cell_mask=None,
@@ -35,27 +33,17 @@ def lstm_cell_loop(xw, h, c, w_hh, b_hh, rec_mask=None, cell_mask=None,
     input) and the final (h, c).
     """
     T = xw.shape[0]
-    H = h.shape[-1]
-    untied = rec_mask is not None and rec_mask.dim() == 4
-    w_gates = w_hh.view(4, H, H) if untied else None
     extra = slots or {}
     outs = []
     for t in range(T):
         hr = h if "h_in" not in extra else h * _at(extra["h_in"], t)
-        if rec_mask is None:
-            rec = hr @ w_hh.t()
-        elif untied:
-            hm = hr.unsqueeze(0) * rec_mask[t if rec_mask.shape[0] > 1 else 0]        # (4,B,H)
-            rec = torch.bmm(hm, w_gates.transpose(1, 2)).permute(1, 0, 2).reshape(h.shape[0], 4 * H)
-        else:
-            rec = (hr * rec_mask[t if rec_mask.shape[0] > 1 else 0]) @ w_hh.t()
-        gates = xw[t] + rec + b_hh
+        gates = xw[t] + recurrent_matmul(hr, w_hh, rec_mask, t) + b_hh
         i, f, g, o = gates.chunk(4, 1)
         i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
         if extra:
             i, f, g, o = (x if k not in extra else x * _at(extra[k], t) for k, x in zip("ifgo", (i, f, g, o)))
         if cell_mask is not None:
-            g = g * cell_mask[t if cell_mask.shape[0] > 1 else 0]
+            g = g * _at(cell_mask, t)
         c_new = f * c + i * g
         if "c" in extra:
             c_new = c_new * _at(extra["c"], t)
