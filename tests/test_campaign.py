@@ -161,8 +161,11 @@ def test_shipped_plans_expand_in_their_documented_order():
     assert [s.seed for s in gpu] == sorted(s.seed for s in gpu) and {s.seed for s in gpu} == {0, 1, 2}
     cpu = specs_of("cpu")                     # the 36 cells of the cpu table, 3 seeds each, once
     assert len(cpu) == len({s.run_id for s in cpu}) == 4 * 9 * 3 and {s.protocol for s in cpu} == {"cpu"}
-    assert [(s.task, s.method) for s in cpu[:2]] == [("ptb", "none"), ("ptb", "zaremba")]
-    assert [s.seed for s in cpu] == sorted(s.seed for s in cpu)
+    tasks = [s.task for s in cpu]                  # whole tables in turn: SST, Multi30k, then PTB
+    assert sorted(set(tasks[:54])) == ["sst2", "sst5"] and set(tasks[54:81]) == {"multi30k-de-en"}
+    assert [(s.method, s.seed) for s in cpu[81:87]] == [("none", 0), ("zaremba", 0), ("none", 1),
+                                                        ("zaremba", 1), ("none", 2), ("zaremba", 2)]
+    assert [s.seed for s in cpu[54:81]] == sorted(s.seed for s in cpu[54:81])   # seed by seed in a table
     assert plans.load_plan("cpu").numerics == "native"
 
 
