@@ -314,7 +314,8 @@ def test_devices_are_never_pooled_and_undefined_sweep_protocols_are_said(registr
     assert "### cpu · ptb · cpu — test ppl" in text and "### cpu · ptb · cuda — test ppl" in text
     assert "| zaremba  | 100.50 |" in text and "| zaremba  | 90.50  |" in text
     assert "protocol 'sweep-gone' does not resolve for ptb · zoneout here" in text
-    assert "the validation loss moves most with z_c (by 0.400 across its values)" in text
+    assert ("the validation loss moves most with z_c (by 0.400 across its values; two seeds of one setting "
+            "differ by up to 0.010)") in text and "not told apart from noise" not in text
 
 
 def test_one_at_a_time_points_give_main_effects_and_none_only_draws_the_scale(registry, sweep_protocol):
@@ -339,7 +340,7 @@ def test_a_gru_sweep_is_its_own_group_and_rows_of_another_recipe_are_left_out(re
     for s in range(2):
         for zh in (0.0, 0.1, 0.3):
             results.write_row(registry, row("ptb", "zoneout", "sweep", s, 100, vloss=[5.0, 4.0 + zh + 0.01 * s], z_h=zh))
-            results.write_row(registry, row("ptb", "zoneout", "sweep", s, 100, vloss=[5.0, 6.0 - zh], z_h=zh, cell="gru"))
+            results.write_row(registry, row("ptb", "zoneout", "sweep", s, 100, vloss=[7.0, 6.0 - zh], z_h=zh, cell="gru"))
         results.write_row(registry, row("ptb", "zoneout", "sweep", s, 100, vloss=[5.0, 1.0], z_h=0.2, lr=0.5))
     groups = list(sweep_groups(results.read_registry(registry)))
     assert [(g[3], g[5], len(g[4])) for g in groups] == [("zoneout", "gru", 6), ("zoneout", "lstm", 6)]
@@ -352,3 +353,17 @@ def test_a_gru_sweep_is_its_own_group_and_rows_of_another_recipe_are_left_out(re
     doc = report.build(results.read_registry(registry))
     assert "### sweep · ptb · cpu · gru · zoneout" in doc.text() and "### sweep · ptb · cpu · zoneout" in doc.text()
     assert {"sweep_sweep_ptb_cpu_gru_zoneout.png", "sweep_sweep_ptb_cpu_zoneout.png"} <= set(doc.figures)
+
+
+def test_the_sweep_reads_the_best_validation_loss_and_says_when_a_swing_is_seed_noise(registry, sweep_protocol):
+    from types import SimpleNamespace
+    assert select.valid_loss(SimpleNamespace(curve_valid_loss=[0.7, 0.55, 1.4, math.nan], best_epoch=3)) == 0.55
+    assert math.isnan(select.valid_loss(SimpleNamespace(curve_valid_loss=None, best_epoch=1)))
+    for s in range(2):                       # p_cell moves the loss by 0.02, two seeds differ by 0.1
+        for p_cell in (0.0, 0.25, 0.5):
+            results.write_row(registry, row("sst2", "semeniuta", "sweep", s, 75.0,
+                                            vloss=[0.9, 0.5 + 0.1 * s + 0.04 * p_cell, 1.3], p_cell=p_cell))
+    text = report.build(results.read_registry(registry)).text()
+    assert ("moves most with p_cell (by 0.020 across its values; two seeds of one setting differ by up to "
+            "0.100)") in text
+    assert "Every swing is within that seed spread: these best values are not told apart from noise." in text

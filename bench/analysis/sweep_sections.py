@@ -83,9 +83,11 @@ def sensitivity(g: pd.DataFrame, method: str, protocol: str, task: str, cell: st
 def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
     doc.add("## 4. Sensitivity to each dropout rate", "",
             "For every method and each of its dropout parameters (its probabilities `p_*`/`z_*` and the "
-            "strengths `kappa`, `gamma`, its base method's included), the validation loss at the best epoch "
-            "against the parameter's value, all other options at the protocol's defaults (dotted line: "
-            "the default value): the mean over seeds and the band from the lowest to the highest seed. "
+            "strengths `kappa`, `gamma`, its base method's included), the best validation loss over the "
+            "epochs against the parameter's value, all other options at the protocol's defaults (dotted "
+            "line: the default value): the mean over seeds and the band from the lowest to the highest "
+            "seed. (On PTB and Multi30k that is the loss at the best epoch; SST picks its best epoch by "
+            "accuracy, where the loss swings with a few over-confident mistakes, so the minimum is read.) "
             "Read from rows of `sweep*` protocols.", "")
     groups = list(sweep_groups(df))
     have = sorted({grp[1] for grp in groups})
@@ -116,8 +118,13 @@ def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
         best = {p: v[0][int(np.argmin(v[1]))] for p, v in panels.items()}
         absent = [p for p in select.dropout_params(method) if p not in panels]
         fig = figures.sweep(panels, name)
-        reading = (f"the validation loss moves most with {top} (by {fmt(swing[top], 3)} across its values); "
-                   + "; ".join(f"{p} is best at {best[p]:g}" for p in panels) + "."
+        spreads = [h - lo for v in panels.values() for lo, h, n in zip(v[2], v[3], v[4]) if n >= 2]
+        noise = max(spreads) if spreads else None
+        reading = (f"the validation loss moves most with {top} (by {fmt(swing[top], 3)} across its values"
+                   + (f"; two seeds of one setting differ by up to {fmt(noise, 3)}" if noise is not None else "")
+                   + "); " + "; ".join(f"{p} is best at {best[p]:g}" for p in panels) + "."
+                   + (" Every swing is within that seed spread: these best values are not told apart "
+                      "from noise." if noise is not None and swing[top] <= noise else "")
                    + (f" Not swept: {', '.join(absent)}." if absent else ""))
         doc.figure(f"sweep_{select.slug(protocol, task, device, *([cell] if cell != 'lstm' else []), method)}.png", fig,
                    f"validation loss against each dropout rate of {method}", reading)
