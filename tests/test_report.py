@@ -367,3 +367,8 @@ def test_the_sweep_reads_the_best_validation_loss_and_says_when_a_swing_is_seed_
     assert ("moves most with p_cell (by 0.020 across its values; two seeds of one setting differ by up to "
             "0.100)") in text
     assert "Every swing is within that seed spread: these best values are not told apart from noise." in text
+    for p_out in (0.0, 0.2, 0.4):            # enough settings for an importance, all within the noise
+        results.write_row(registry, row("sst2", "semeniuta", "sweep", 0, 75.0, vloss=[0.9, 0.51 + 0.01 * p_out],
+                                        p_out=p_out))
+    text = report.build(results.read_registry(registry)).text()
+    assert "this split may be seed noise" in text and "(0.100): this split" in text

@@ -200,6 +200,17 @@ def fanova(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = "
     return {p: float(imp[p]) for p in varying}, len(trials), varying, one_at_a_time
 
 
+def seed_spread(g: pd.DataFrame, params: list[str]) -> tuple[float | None, float]:
+    """(the largest difference between seeds of one setting, None without a repeated setting; the
+    range of the settings' mean losses), a setting being the values of `params`."""
+    by = {}
+    for cfg, loss in zip(g.cfg, g.vloss):
+        by.setdefault(tuple(float(cfg.get(p, math.nan)) for p in params), []).append(float(loss))
+    spreads = [max(v) - min(v) for v in by.values() if len(v) >= 2]
+    means = [float(np.mean(v)) for v in by.values()]
+    return (max(spreads) if spreads else None), (max(means) - min(means) if means else 0.0)
+
+
 def section_importance(doc: Doc, df: pd.DataFrame) -> None:
     name, meaning, _ = evaluator()
     doc.add("## 5. Which dropout rate matters most (importance)", "",
@@ -234,10 +245,14 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
         fig = figures.importance(imp, f"{title} ({n} settings)",
                                  f"{name} importance")
         rest = ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:])
+        noise, reach = seed_spread(g, select.dropout_params(method))
         doc.figure(f"importance_{select.slug(protocol, task, device, *([cell] if cell != 'lstm' else []), method)}.png", fig,
                    f"{name} importance of {method}'s dropout parameters",
                    f"for {method} on {task}, {order[0]} matters most ({name} importance {imp[order[0]]:.2f} "
-                   f"of 1, over {n} settings)" + (f"; then {rest}." if rest else "."))
+                   f"of 1, over {n} settings)" + (f"; then {rest}." if rest else ".")
+                   + (f" But the settings' mean losses span only {fmt(reach, 3)}, no more than two seeds of one "
+                      f"setting differ ({fmt(noise, 3)}): this split may be seed noise."
+                      if noise is not None and reach <= noise else ""))
 
 
 def section_published(doc: Doc, df: pd.DataFrame) -> None:
