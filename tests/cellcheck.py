@@ -88,3 +88,22 @@ def flat(fn, masks):
         out, final = fn(*args, **masks)
         return (out, *final)
     return call
+
+
+def stack_step(cell: str, noise, train=True, seed=0, impl="auto"):
+    """One forward (and backward in training) of a 2-layer stack of `cell`s: the paths that forward
+    took, and its outputs, state and all gradients."""
+    from bench.api import NoiseState
+    from bench.rnn import RecurrentStack
+    torch.manual_seed(seed)
+    stack = RecurrentStack(6, 5, 2, NoiseState(noise, impl=impl), last_size=4, cell=cell)
+    stack.train(train)
+    x = torch.randn(7, 3, 6, requires_grad=True)
+    with torch.set_grad_enabled(train):
+        out, state, raw = stack(x)
+    assert all(len(st) == (2 if cell == "lstm" else 1) for st in state)       # (h, c) or (h,)
+    results = [out, raw] + [t for st in state for t in st]
+    if train:
+        loss = out.pow(2).sum() + raw.sum() + sum(t.sum() for st in state for t in st)
+        results += torch.autograd.grad(loss, [x, *stack.parameters()])
+    return stack.last_paths, results

@@ -24,6 +24,7 @@ make_masks = functools.partial(cellcheck.make_masks, LSTM)
 make_leaves = functools.partial(cellcheck.make_leaves, LSTM)
 run_cell = functools.partial(cellcheck.run_cell, LSTM)
 assert_all_close = functools.partial(cellcheck.assert_all_close, LSTM)
+stack_step = functools.partial(cellcheck.stack_step, "lstm")
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=_id)
@@ -176,22 +177,6 @@ NOISES = {
     "zoneout": Noise(zone_h=0.05, zone_c=0.5),
     "zoneout+awd": Noise(emb=0.3, io_mask="locked", zone_h=0.1, zone_c=0.5, weight=0.5),
 }
-
-
-def stack_step(noise, train=True, seed=0, impl="auto"):
-    """One forward (and backward in training) of a 2-layer stack: the paths of that forward,
-    outputs, state, all grads."""
-    torch.manual_seed(seed)
-    stack = LSTMStack(6, 5, 2, NoiseState(noise, impl=impl), last_size=4)
-    stack.train(train)
-    x = torch.randn(7, 3, 6, requires_grad=True)
-    with torch.set_grad_enabled(train):
-        out, state, raw = stack(x)
-    results = [out, raw] + [t for st in state for t in st]
-    if train:
-        loss = out.pow(2).sum() + raw.sum() + sum(t.sum() for st in state for t in st)
-        results += torch.autograd.grad(loss, [x, *stack.parameters()])
-    return stack.last_paths, results
 
 
 @pytest.mark.parametrize("name", list(NOISES))

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from bench import cudagraphs, fastcell
-from bench.api import Noise, NoiseState
+from bench.api import Noise
 from bench.cells import grufast
 from bench.cells.gru import fused as gru_fused
-from bench.rnn import RecurrentStack, gru_cell_loop
+from bench.rnn import gru_cell_loop
 
 import cellcheck
 from cellcheck import COMBOS, GRU
@@ -25,6 +25,7 @@ make_masks = functools.partial(cellcheck.make_masks, GRU)
 make_leaves = functools.partial(cellcheck.make_leaves, GRU)
 run_cell = functools.partial(cellcheck.run_cell, GRU)
 assert_all_close = functools.partial(cellcheck.assert_all_close, GRU)
+stack_step = functools.partial(cellcheck.stack_step, "gru")
 
 
 def test_reference_and_fused_are_torch_gru():
@@ -120,21 +121,6 @@ NOISES = {
     "zoneout": Noise(zone_h=0.1),
     "zoneout+awd": Noise(emb=0.3, io_mask="locked", zone_h=0.1, weight=0.5),
 }
-
-
-def stack_step(noise, train=True, seed=0, impl="auto"):
-    torch.manual_seed(seed)
-    stack = RecurrentStack(6, 5, 2, NoiseState(noise, impl=impl), last_size=4, cell="gru")
-    stack.train(train)
-    x = torch.randn(7, 3, 6, requires_grad=True)
-    with torch.set_grad_enabled(train):
-        out, state, raw = stack(x)
-    assert all(len(st) == 1 for st in state)                        # a GRU's state is (h,)
-    results = [out, raw] + [t for st in state for t in st]
-    if train:
-        loss = out.pow(2).sum() + raw.sum() + sum(t.sum() for st in state for t in st)
-        results += torch.autograd.grad(loss, [x, *stack.parameters()])
-    return stack.last_paths, results
 
 
 @pytest.mark.parametrize("name", list(NOISES))
