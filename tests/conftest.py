@@ -30,6 +30,14 @@ def write_dataset(root: Path, name: str, files: dict[str, str], url="file:///fix
     return register_dataset(DatasetSpec(name=name, files=tuple(entries), url=url))
 
 
+def resolve(task, overrides=None, method="zaremba", protocol="smoke") -> dict:
+    """A task's resolved config (`smoke`, zaremba unless told) with `overrides` set on top."""
+    from bench import config as config_mod
+    cfg = config_mod.resolve(task, plugins.get_method(method), protocol, {})
+    cfg.update(overrides or {})
+    return cfg
+
+
 def tiny_corpus(seed: int, lines: int) -> str:
     """A toy language with some structure (so that a model can learn something)."""
     rng = random.Random(seed)

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench import config as config_mod
 from bench import plugins, runner
 from bench.api import Noise, NoiseState
-from conftest import MIRROR, needs_mirror, write_dataset
+from conftest import MIRROR, needs_mirror, resolve, write_dataset
 from tasks.sentiment import Sentiment, binary_label, parse_tree
 
 HAND_TREE = "(3 (2 (2 The) (2 movie)) (4 (3 (2 is) (4 great)) (2 .)))"
@@ -63,12 +62,6 @@ def smoke_task(toy_sst):
     if MIRROR.joinpath("MANIFEST.tsv").exists():
         return "sst2", MIRROR
     return toy_sst[0].name, toy_sst[1]
-
-
-def resolve(task, overrides=None, method="zaremba", protocol="smoke"):
-    cfg = config_mod.resolve(task, plugins.get_method(method), protocol, {})
-    cfg.update(overrides or {})
-    return cfg
 
 
 # --- trees and labels -----------------------------------------------------------------------

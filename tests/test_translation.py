@@ -13,7 +13,7 @@ from bench import config as config_mod
 from bench import plugins, runner
 from bench.api import Noise, NoiseState
 from bench.errors import UsageError
-from conftest import MIRROR, needs_mirror, write_dataset
+from conftest import MIRROR, needs_mirror, resolve, write_dataset
 from tasks._text import EOS, pad_batch
 from tasks.translation import (IWSLT_FILES, IWSLTTranslation, Translation, beam_search, corpus_bleu,
                                detokenize, greedy, remove_bpe)
@@ -55,12 +55,6 @@ def smoke_task(toy_mt):
     if MIRROR.joinpath("MANIFEST.tsv").exists():
         return "multi30k-de-en", MIRROR
     return toy_mt[0].name, toy_mt[1]
-
-
-def resolve(task, overrides=None, method="zaremba", protocol="smoke"):
-    cfg = config_mod.resolve(task, plugins.get_method(method), protocol, {})
-    cfg.update(overrides or {})
-    return cfg
 
 
 # --- data -----------------------------------------------------------------------------------
