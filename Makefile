@@ -33,7 +33,7 @@ help:
 	@echo "make lock                    regenerate requirements.lock (pip-tools) from pyproject.toml"
 	@echo "make data [DATASET=ptb]       verify datasets in DATA=$(DATA); download those missing"
 	@echo "make bench TASK=ptb METHOD=zoneout [PROTOCOL=smoke|equal|paper] [SEEDS=0,1,2] [DEVICE=auto|cpu|cuda] [SET='lr=0.5 epochs=3']"
-	@echo "make campaign PLAN=smoke [WORKERS=2] [BACKEND=local|ray] [BUDGET=minutes] [DEVICE=...] [DRY=1]  a plan of plans/*.toml (docs/campaigns.md)"
+	@echo "make campaign PLAN=smoke [WORKERS=2] [BACKEND=local|ray] [BUDGET=minutes] [DEVICE=...] [DRY=1]  a plan of plans/*.toml, or several: PLAN=a,b (docs/campaigns.md)"
 	@echo "make leaderboard              regenerate reports/LEADERBOARD.md from registry/"
 	@echo "make report                   statistics, ranks, curves, sensitivity -> reports/REPORT.md + reports/figures/"
 	@echo "make verify-seeds             re-run registered CPU-feasible runs, fail if a metric differs"

@@ -415,11 +415,39 @@ def print_summary(outcomes: list[Outcome]) -> None:
 
 # --- entry points: a plan (make campaign) and a grid (make bench TASK=all METHOD=all) ---------------
 
+def plan_names(text: str) -> list[str]:
+    """PLAN=a,b: several plans run as one campaign, in that order."""
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"PLAN={text!r} names no plan; e.g. PLAN=smoke or PLAN=sweep,sweep-random")
+    return names
+
+
+def plans_numerics(names: list[str]) -> str:
+    """The one numerics mode of the plans (their runs share the campaign's process settings)."""
+    modes = {n: plans.load_plan(n).numerics for n in names}
+    if len(set(modes.values())) > 1:
+        raise UsageError("these plans ask for different numerics (" + ", ".join(
+            f"{n}: {m or 'default'}" for n, m in modes.items()) + "); run them as separate campaigns")
+    return next(iter(modes.values()))
+
+
 def run_plan(name: str, workers: int = 1, backend: str = "local", budget: float | None = None,
              device: str = "auto", dry: bool = False, data_dir=None) -> int:
-    plan, specs = plans.expand_plan(name, device_type(device, dry))
-    return run_campaign(specs, workers, backend, budget, device, dry, data_dir, f"plan {plan.name}",
-                        plan.numerics)
+    """One plan, or a comma-separated list of plans run in order as one campaign (a run that two
+    plans share runs once)."""
+    names = plan_names(name)
+    numerics_mode = plans_numerics(names)
+    specs, seen, titles = [], set(), []
+    for n in names:
+        plan, expanded = plans.expand_plan(n, device_type(device, dry))
+        titles.append(plan.name)
+        for spec in expanded:
+            if spec.run_id not in seen:
+                seen.add(spec.run_id)
+                specs.append(spec)
+    return run_campaign(specs, workers, backend, budget, device, dry, data_dir,
+                        f"plan{'s' if len(names) > 1 else ''} {' + '.join(titles)}", numerics_mode)
 
 
 def run_grid(task: str, method: str, protocol: str, seeds: str = "0", device: str = "auto",
@@ -442,7 +470,8 @@ def _number(text: str | None, what: str, kind=float):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.campaign", description="run a plan of many runs")
-    p.add_argument("--plan", required=True, help="a name in plans/ (smoke, gpu, cpu, ...) or a .toml path")
+    p.add_argument("--plan", required=True, help="a name in plans/ (smoke, gpu, cpu, ...) or a .toml path; "
+                                                  "several, comma-separated, run in order as one campaign")
     p.add_argument("--workers", default="1", help="runs at a time (default 1)")
     p.add_argument("--backend", default="local", help="local (processes here) | ray")
     p.add_argument("--budget", default=None, help="minutes; runs that do not fit are deferred")
@@ -451,7 +480,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None, help="data directory (default: $BENCH_DATA, ../shared/data, ./data)")
     args = p.parse_args(argv)
     try:
-        numerics_mode = plans.load_plan(args.plan).numerics
+        numerics_mode = plans_numerics(plan_names(args.plan))
         if argv is None and numerics_mode and os.environ.get("BENCH_NUMERICS") != numerics_mode:
             # estimates are measured here: run in the plan's numerics, fixed before torch loads
             os.execve(sys.executable, [sys.executable, "-m", "bench.campaign", *sys.argv[1:]],

@@ -359,3 +359,27 @@ def test_a_native_plan_runs_native_even_from_a_portable_process(tmp_path, camp_e
     assert campaign.run_plan(plan, device="cpu", data_dir=camp_env) == 0
     row = results.read_registry().iloc[0]
     assert row.numerics == "native" and row.cpu_capability != "DEFAULT"
+
+
+def test_several_plans_run_in_order_as_one_campaign_and_a_shared_run_once(tmp_path, camp_env, capsys):
+    a = write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\nmethods = ["zaremba"]\n'
+                             'seeds = [0, 1]\n', name="a")
+    b = write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\nmethods = ["naive", "zaremba"]\n'
+                             'seeds = [1]\n', name="b")
+    assert campaign.run_plan(f"{a},{b}", device="cpu", dry=True, data_dir=camp_env) == 0
+    out = capsys.readouterr().out
+    assert "plans a + b: 3 runs" in out
+    ids = [s.run_id for s in specs_of(a)] + [s.run_id for s in specs_of(b) if s.method == "naive"]
+    assert [out.index(i) for i in ids] == sorted(out.index(i) for i in ids)        # a's runs, then b's new one
+
+
+def test_plans_of_different_numerics_are_refused_together(tmp_path, camp_env, capsys):
+    a = write_plan(tmp_path, 'numerics = "native"\n[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\n'
+                             'methods = ["zaremba"]\nseeds = [0]\n', name="a")
+    b = write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\nmethods = ["naive"]\n'
+                             'seeds = [0]\n', name="b")
+    assert campaign.main(["--plan", f"{a},{b}", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "ask for different numerics" in err and "run them as separate campaigns" in err
+    assert campaign.main(["--plan", " , ", "--dry-run"]) == 2
+    assert "names no plan" in capsys.readouterr().err
