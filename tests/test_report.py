@@ -372,3 +372,9 @@ def test_the_sweep_reads_the_best_validation_loss_and_says_when_a_swing_is_seed_
                                         p_out=p_out))
     text = report.build(results.read_registry(registry)).text()
     assert "this split may be seed noise" in text and "(0.100): this split" in text
+
+
+def test_stored_values_compare_across_json_lists_and_config_tuples():
+    assert select.same([1, 0.5], (1.0, 0.5)) and not select.same([1, 0.5], (1.0, 0.6))
+    assert select.same_recipe({"lr": 1, "sizes": [2, 3]}, {"lr": 1.0, "sizes": (2, 3), "absent": 1})
+    assert not select.same_recipe({"lr": 0.5}, {"lr": 1.0})

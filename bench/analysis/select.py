@@ -147,6 +147,10 @@ def same_recipe(cfg: dict, fixed: dict) -> bool:
 
 
 def same(a, b) -> bool:
+    """Equal as stored values: numbers within rounding, lists and tuples (JSON has no tuples) item
+    by item."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
     return a == b
