@@ -325,6 +325,17 @@ def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "l
     return code
 
 
+def status_of(rc: int | None, stopping: bool) -> str:
+    """A run's status from its exit code: 0 done, 3 stopped (it checkpointed). A run the campaign's
+    own stop signalled before it had set up its handler (still importing or loading data) dies of
+    the signal: stopped too, nothing was trained yet."""
+    if rc == 0:
+        return "done"
+    if rc == 3 or (stopping and rc in (-signal.SIGTERM, -signal.SIGINT)):
+        return "stopped"
+    return "failed"
+
+
 def execute(pending, backend, workers, deadline, estimates, stop, env, device, data_dir, logs) -> list[Outcome]:
     """WORKERS runs at a time in `pending` order, one tqdm line; at `deadline` (time.time()) the
     running runs get SIGTERM and the rest are deferred; SIGTERM/SIGINT stop the campaign likewise."""
@@ -363,7 +374,7 @@ def execute(pending, backend, workers, deadline, estimates, stop, env, device, d
             rc, detail = backend.run(command(spec, device, data_dir), env, str(log), deadline), ""
         except Exception as exc:         # the backend itself failed (e.g. a Ray worker died)
             rc, detail = None, f" ({type(exc).__name__}: {exc})"
-        status = {0: "done", 3: "stopped"}.get(rc, "failed")
+        status = status_of(rc, stop.is_set())
         with lock:
             count["running"] -= 1
         return finish(Outcome(spec, status, f"exit code {rc}, log {log}{detail}" if status == "failed" else ""),

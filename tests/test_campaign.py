@@ -383,3 +383,11 @@ def test_plans_of_different_numerics_are_refused_together(tmp_path, camp_env, ca
     assert "ask for different numerics" in err and "run them as separate campaigns" in err
     assert campaign.main(["--plan", " , ", "--dry-run"]) == 2
     assert "names no plan" in capsys.readouterr().err
+
+
+def test_a_run_signalled_by_the_campaigns_stop_before_its_handler_is_stopped_not_failed():
+    import signal
+    assert campaign.status_of(0, False) == "done" and campaign.status_of(3, True) == "stopped"
+    assert campaign.status_of(-signal.SIGTERM, True) == "stopped"          # killed while importing
+    assert campaign.status_of(-signal.SIGTERM, False) == "failed"          # killed by someone else
+    assert campaign.status_of(1, True) == "failed" and campaign.status_of(None, True) == "failed"
