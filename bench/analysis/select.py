@@ -101,18 +101,16 @@ def chain_options(method: str) -> list[str]:
     return sorted(set().union(*(m.options for m in _chain(method))))
 
 
-def cell_of(cfg: dict) -> str:
-    """The row's cell type (stored only when it is not the default, lstm)."""
-    return str(cfg.get("cell", "lstm"))
+DEFAULT_CELL = config_mod.COMPAT_DEFAULTS["cell"]      # rows store `cell` only when it is not this
 
 
 def _resolve(method: str, protocol: str, task: str, cell: str):
     return config_mod.resolve(plugins.get_task(task), plugins.get_method(method), protocol,
-                              {} if cell == "lstm" else {"cell": cell})
+                              {} if cell == DEFAULT_CELL else {"cell": cell})
 
 
 @functools.lru_cache(maxsize=None)
-def defaults(method: str, protocol: str, task: str, cell: str = "lstm") -> tuple[dict, str]:
+def defaults(method: str, protocol: str, task: str, cell: str = DEFAULT_CELL) -> tuple[dict, str]:
     """(option -> default value for the method chain's options under the protocol and cell type, ''
     or a note saying the protocol is not defined here and the spec's own defaults are used)."""
     names = chain_options(method)
@@ -129,7 +127,7 @@ def defaults(method: str, protocol: str, task: str, cell: str = "lstm") -> tuple
 
 
 @functools.lru_cache(maxsize=None)
-def recipe(method: str, protocol: str, task: str, cell: str = "lstm") -> dict:
+def recipe(method: str, protocol: str, task: str, cell: str = DEFAULT_CELL) -> dict:
     """The default config's keys other than the method's options (model, data, optimiser, schedule),
     as stored in rows; {} when the protocol does not resolve here."""
     try:

@@ -44,7 +44,7 @@ def sweep_groups(df: pd.DataFrame):
     recipe (model, data, optimiser); methods without a dropout parameter (`none`) are left out:
     their rows are the scale's reference curves."""
     rows = _with_loss(df[df.protocol.str.startswith(select.SWEEP_PREFIX)])
-    rows["cell"] = [select.cell_of(c) for c in rows.cfg]
+    rows["cell"] = [leaderboard.cell_of(j) for j in rows.config_json]
     for (protocol, task, device, method, cell), g in rows.groupby(["protocol", "task", "device", "method", "cell"],
                                                                   sort=True):
         if select.dropout_params(method):
@@ -54,11 +54,12 @@ def sweep_groups(df: pd.DataFrame):
                 yield protocol, task, device, method, g, cell
 
 
-def group_name(protocol: str, task: str, device: str, method: str, cell: str) -> str:
-    return select.unit_name(protocol, task, device) + ("" if cell == "lstm" else f" · {cell}") + f" · {method}"
+def group_parts(protocol: str, task: str, device: str, method: str, cell: str) -> tuple[str, ...]:
+    """What names a sweep group in titles and figure files: the cell type only when not the default."""
+    return (protocol, task, device, *(() if cell == select.DEFAULT_CELL else (cell,)), method)
 
 
-def sensitivity(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = "lstm"):
+def sensitivity(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = select.DEFAULT_CELL):
     """parameter -> (values, mean, low, high, seeds per value, default) of the validation loss over
     the rows whose other options (dropout rates, base methods, mask modes) are at the protocol's
     defaults; parameters with fewer than 2 values are left out. Also the defaults' note."""
@@ -102,7 +103,8 @@ def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
     section_scale(doc, df)
     for protocol, task, device, method, g, cell in groups:
         panels, note = sensitivity(g, method, protocol, task, cell)
-        name = group_name(protocol, task, device, method, cell)
+        parts = group_parts(protocol, task, device, method, cell)
+        name = " · ".join(parts)
         doc.add(f"### {name}", "")
         if note:
             doc.add(f"Note: {note}.", "")
@@ -118,15 +120,14 @@ def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
         best = {p: v[0][int(np.argmin(v[1]))] for p, v in panels.items()}
         absent = [p for p in select.dropout_params(method) if p not in panels]
         fig = figures.sweep(panels, name)
-        spreads = [h - lo for v in panels.values() for lo, h, n in zip(v[2], v[3], v[4]) if n >= 2]
-        noise = max(spreads) if spreads else None
+        noise, _ = seed_spread(g, select.dropout_params(method))
         reading = (f"the validation loss moves most with {top} (by {fmt(swing[top], 3)} across its values"
                    + (f"; two seeds of one setting differ by up to {fmt(noise, 3)}" if noise is not None else "")
                    + "); " + "; ".join(f"{p} is best at {best[p]:g}" for p in panels) + "."
                    + (" Every swing is within that seed spread: these best values are not told apart "
                       "from noise." if noise is not None and swing[top] <= noise else "")
                    + (f" Not swept: {', '.join(absent)}." if absent else ""))
-        doc.figure(f"sweep_{select.slug(protocol, task, device, *([cell] if cell != 'lstm' else []), method)}.png", fig,
+        doc.figure(f"sweep_{select.slug(*parts)}.png", fig,
                    f"validation loss against each dropout rate of {method}", reading)
 
 
@@ -161,7 +162,7 @@ def section_scale(doc: Doc, df: pd.DataFrame) -> None:
         unit_curves(doc, unit, names)
 
 
-def fanova(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = "lstm"):
+def fanova(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = select.DEFAULT_CELL):
     """(parameter -> fANOVA importance, number of trials, varying parameters, whether every trial
     varies at most one of them from its default) from the rows: one trial per distinct
     setting of the varying dropout parameters (its value the mean validation loss over seeds), other
@@ -232,7 +233,8 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
         return
     for protocol, task, device, method, g, cell in groups:
         imp, n, varying, one_at_a_time = fanova(g, method, protocol, task, cell)
-        title = group_name(protocol, task, device, method, cell)
+        parts = group_parts(protocol, task, device, method, cell)
+        title = " · ".join(parts)
         doc.add(f"### {title}", "")
         if imp is None:
             doc.add(f"{n} distinct setting(s) of {', '.join(varying) or 'no varying parameter'}: needs ≥ "
@@ -246,7 +248,7 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
                                  f"{name} importance")
         rest = ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:])
         noise, reach = seed_spread(g, select.dropout_params(method))
-        doc.figure(f"importance_{select.slug(protocol, task, device, *([cell] if cell != 'lstm' else []), method)}.png", fig,
+        doc.figure(f"importance_{select.slug(*parts)}.png", fig,
                    f"{name} importance of {method}'s dropout parameters",
                    f"for {method} on {task}, {order[0]} matters most ({name} importance {imp[order[0]]:.2f} "
                    f"of 1, over {n} settings)" + (f"; then {rest}." if rest else ".")

@@ -17,10 +17,10 @@ that calls `register_cell`; a second spec under the same name is an error.
 from __future__ import annotations
 
 import sys
-
-import torch
 from dataclasses import dataclass, field
 from typing import Callable
+
+import torch
 
 from bench.errors import UsageError
 

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from bench.cells import CellSpec, grufast, recurrent_matmul, register_cell, step_mask
+from bench.cells import CellSpec, grufast, recurrent_matmul, register_cell
+from bench.cells import step_mask as _at
 
 SLOTS = ("h_in", "r", "z", "n")
-
-
-_at = step_mask
 
 
 def gru_cell_loop(xw, h, w_hh, b_hh, rec_mask=None, cell_mask=None, zone_h=None, z_expect=(0.0,), slots=None):

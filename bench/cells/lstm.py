@@ -12,12 +12,10 @@ from __future__ import annotations
 import torch
 
 from bench import fastcell
-from bench.cells import CellSpec, recurrent_matmul, register_cell, step_mask
+from bench.cells import CellSpec, recurrent_matmul, register_cell
+from bench.cells import step_mask as _at
 
 SLOTS = ("h_in", "i", "f", "g", "o", "c")
-
-
-_at = step_mask
 
 
 def lstm_cell_loop(xw, h, c, w_hh, b_hh, rec_mask=None, cell_mask=None,
