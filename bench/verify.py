@@ -2,15 +2,19 @@
 
 A row whose protocol is in its task's `cpu_protocols` (smoke) is re-run in full: status, valid,
 test and every learning curve must match. Any other row (hours of training) is verified by replaying
-its first optimizer steps and comparing their training losses (`probe_loss`). Both run on the CPU
-from the row's stored `config_json` and seed, on the rnn path and with the thread count the row
-recorded.
+its first optimizer steps and comparing their training losses (`probe_loss`). Both run from the
+row's stored `config_json` and seed, on the rnn path and with the thread count the row recorded, on
+the CPU, or for a GPU row on this machine's GPU: dropout masks are drawn from the device's own
+generator, so a GPU row's masks exist only on a GPU. Where there is none, a GPU row is skipped
+with that reason (like a row whose data are absent), not failed; run `make verify-seeds` on a GPU
+machine to replay them (.ci/gpu-session does, for the rows it makes).
 
 Exact (bitwise) equality is required when the fingerprint matches: torch version, thread count and
 numerics mode, and under native numerics also the CPU model and its ISA
-(portable numerics give the same bits on every x86-64 host). Elsewhere the values must agree within
+(portable numerics give the same bits on every x86-64 host); for a GPU row, the GPU model and CUDA
+version (runs on CUDA are deterministic: bench/seeding.py). Elsewhere the values must agree within
 a relative tolerance of REL_TOL. A row that cannot be verified is listed with its reason; only
-absent data is not a failure.
+absent data and a missing GPU are not failures.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ REL_TOL = 1e-3
 # version is compared) and the CPU, not on the versions of the analysis or test dependencies
 FINGERPRINT_KEYS = ("torch_version", "device", "threads", "numerics")
 NATIVE_KEYS = ("cpu_model", "cpu_isa", "cpu_capability")
+CUDA_KEYS = ("device_name", "cuda_version")
 CURVES = ("curve_train_loss", "curve_valid", "curve_valid_loss", "curve_lr")
 
 
@@ -46,8 +51,25 @@ def _all_close(a, b, exact: bool) -> bool:
 
 
 def same_fingerprint(row, fp: dict) -> bool:
-    keys = FINGERPRINT_KEYS + (() if fp["numerics"] == "portable" else NATIVE_KEYS)
+    if fp["device"] == "cuda":
+        keys = FINGERPRINT_KEYS + CUDA_KEYS
+    else:
+        keys = FINGERPRINT_KEYS + (() if fp["numerics"] == "portable" else NATIVE_KEYS)
     return all(str(fp[k]) == str(getattr(row, k)) for k in keys)
+
+
+class NeedsGPU(Exception):
+    """A GPU row on a machine without a GPU."""
+
+
+def replay_device(row) -> torch.device:
+    """Where a row is replayed: a GPU row on this machine's GPU (NeedsGPU when it has none)."""
+    if getattr(row, "device", "cpu") != "cuda":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise NeedsGPU(f"a GPU row ({row.device_name}): its dropout masks come from the GPU's generator, "
+                       "so it replays on a GPU only; run `make verify-seeds` on a machine with CUDA")
+    return torch.device("cuda")
 
 
 def impl_for(rnn_path: str) -> str:
@@ -89,7 +111,7 @@ def verify_row(row, data_dir, cache: dict | None = None) -> dict:
     task, method = plugins.get_task(row.task), plugins.get_method(row.method)
     cfg = config_mod.Config(json.loads(row.config_json))
     data = load_cached(task, method, cfg, data_dir, {} if cache is None else cache)
-    dev = torch.device("cpu")
+    dev = replay_device(row)
     torch.set_num_threads(int(row.threads))          # the row's thread count: results depend on it
     exact = same_fingerprint(row, seeding.fingerprint(dev))
     impl = impl_for(row.rnn_path)
@@ -144,7 +166,7 @@ def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=prin
     """Verify every row (or those whose id contains `only`, or whose replay mode is `numerics`; with
     `sweep_sample`, at most that many rows per sweep cell, see `sample`; with `uncommitted`, only rows
     git does not track yet). Rows that cannot be replayed are returned with ok=False and a reason, or
-    skipped=True when only their data is absent."""
+    skipped=True when only their data is absent, or when they are GPU rows and there is no GPU here."""
     seeding.set_threads()
     df = results.read_registry(registry)
     if uncommitted:
@@ -162,11 +184,14 @@ def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=prin
             if row.task not in data_status:
                 data_status[row.task] = plugins.get_task(row.task).data_status(Path(data_dir))
             status = data_status[row.task]
+            replay_device(row)
             if status != "ok":
                 r = dict(run_id=row.run_id, mode="-", exact=False, ok=True, skipped=True,
                          detail=f"not verified: data absent ({status})")
             else:
                 r = verify_row(row, data_dir, cache)
+        except NeedsGPU as exc:
+            r = dict(run_id=row.run_id, mode="-", exact=False, ok=True, skipped=True, detail=f"not verified: {exc}")
         except UsageError as exc:
             r = dict(run_id=row.run_id, mode="-", exact=False, ok=False, detail=f"cannot verify: {exc}")
         r.setdefault("skipped", False)

@@ -90,15 +90,15 @@ def flat(fn, masks):
     return call
 
 
-def stack_step(cell: str, noise, train=True, seed=0, impl="auto"):
-    """One forward (and backward in training) of a 2-layer stack of `cell`s: the paths that forward
-    took, and its outputs, state and all gradients."""
+def stack_step(cell: str, noise, train=True, seed=0, impl="auto", device="cpu"):
+    """One forward (and backward in training) of a 2-layer stack of `cell`s on `device`: the paths
+    that forward took, and its outputs, state and all gradients (on the CPU)."""
     from bench.api import NoiseState
     from bench.rnn import RecurrentStack
     torch.manual_seed(seed)
-    stack = RecurrentStack(6, 5, 2, NoiseState(noise, impl=impl), last_size=4, cell=cell)
+    stack = RecurrentStack(6, 5, 2, NoiseState(noise, impl=impl), last_size=4, cell=cell).to(device)
     stack.train(train)
-    x = torch.randn(7, 3, 6, requires_grad=True)
+    x = torch.randn(7, 3, 6).to(device).requires_grad_()
     with torch.set_grad_enabled(train):
         out, state, raw = stack(x)
     assert all(len(st) == (2 if cell == "lstm" else 1) for st in state)       # (h, c) or (h,)
@@ -106,4 +106,4 @@ def stack_step(cell: str, noise, train=True, seed=0, impl="auto"):
     if train:
         loss = out.pow(2).sum() + raw.sum() + sum(t.sum() for st in state for t in st)
         results += torch.autograd.grad(loss, [x, *stack.parameters()])
-    return stack.last_paths, results
+    return stack.last_paths, [r.detach().cpu() for r in results]

@@ -186,3 +186,22 @@ def test_uncommitted_verifies_only_the_rows_git_does_not_track_yet(tiny_lm, tmp_
     monkeypatch.setenv("BENCH_REGISTRY", str(reg))
     assert main(["--data-dir", str(tiny_lm[1]), "verify-seeds", "--uncommitted"]) == 2
     assert "--uncommitted needs git and the registry" in capsys.readouterr().err
+
+
+def test_a_gpu_row_is_skipped_with_its_reason_where_there_is_no_gpu(tiny_lm, tmp_path, monkeypatch):
+    """Its masks came from the GPU's generator: without a GPU it is listed, not failed, not replayed."""
+    monkeypatch.setattr(verify.torch.cuda, "is_available", lambda: False)
+    out = run(tiny_lm, tmp_path, "zoneout")
+    rewrite(out.path, device="cuda", device_name="NVIDIA H100 80GB HBM3", cuda_version="13.0")
+    lines = []
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lines.append)
+    assert [(r["ok"], r["skipped"]) for r in res] == [(True, True)]
+    assert lines[0].startswith("SKIP") and "GPU row (NVIDIA H100 80GB HBM3)" in lines[0] and "CUDA" in lines[0]
+
+
+def test_gpu_rows_compare_the_gpu_model_and_cuda_version():
+    fp = dict(torch_version="2.11.0+cu130", device="cuda", threads=1, numerics="cuda-deterministic",
+              device_name="NVIDIA H100 80GB HBM3", cuda_version="13.0", cpu_model="x", cpu_isa="", cpu_capability="")
+    assert verify.same_fingerprint(SimpleNamespace(**dict(fp, cpu_model="another host")), fp)
+    assert not verify.same_fingerprint(SimpleNamespace(**dict(fp, device_name="NVIDIA H200")), fp)
+    assert not verify.same_fingerprint(SimpleNamespace(**dict(fp, cuda_version="12.8")), fp)
