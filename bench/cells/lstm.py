@@ -63,7 +63,7 @@ def fused(x, state, weights):
     """torch's LSTM kernel on the layer's weights (no recurrent noise)."""
     h, c = state
     out, hn, cn = torch._VF.lstm(x, (h.unsqueeze(0), c.unsqueeze(0)), list(weights), True, 1, 0.0,
-                                 False, False, False)
+                                 torch.is_grad_enabled(), False, False)   # train: cuDNN keeps what backward needs
     return out, (hn[0], cn[0])
 
 
