@@ -30,9 +30,15 @@ from bench.cells.gru import gru_cell_loop  # noqa: F401
 warnings.filterwarnings("ignore", message=".*RNN module weights are not part of single contiguous.*")
 
 
+# masks drawn so far in this process: bench/verify.py asks whether a replay depended on the RNG
+masks_drawn = 0
+
+
 def bernoulli_mask(shape, p: float, like: torch.Tensor, scale: bool = True) -> torch.Tensor:
     """Keep-mask with P(1) = 1-p, divided by 1-p when `scale` (inverted dropout). Every mask of
     the benchmark is drawn here; `rand < 1-p` is ~2x faster than `bernoulli_` on a CPU."""
+    global masks_drawn
+    masks_drawn += 1
     keep = (torch.rand(shape, dtype=like.dtype, device=like.device) < 1.0 - p).to(like.dtype)
     return keep / (1.0 - p) if scale else keep
 

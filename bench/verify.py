@@ -5,9 +5,11 @@ test and every learning curve must match. Any other row (hours of training) is v
 its first optimizer steps and comparing their training losses (`probe_loss`). Both run from the
 row's stored `config_json` and seed, on the rnn path and with the thread count the row recorded, on
 the CPU, or for a GPU row on this machine's GPU: dropout masks are drawn from the device's own
-generator, so a GPU row's masks exist only on a GPU. Where there is none, a GPU row is skipped
-with that reason (like a row whose data are absent), not failed; run `make verify-seeds` on a GPU
-machine to replay them (.ci/gpu-session does, for the rows it makes).
+generator, so a GPU row's masks exist only on a GPU. Where there is none, a GPU row is replayed on
+the CPU (within the tolerance) if that replay draws no mask (`none`, or rates still zero during the
+probe steps); one that does is skipped with that reason (like a row whose data are absent), not
+failed: run `make verify-seeds` on a GPU machine to replay it (.ci/gpu-session does, for the rows
+it makes).
 
 Exact (bitwise) equality is required when the fingerprint matches: torch version, thread count and
 numerics mode, and under native numerics also the CPU model and its ISA
@@ -26,7 +28,7 @@ from pathlib import Path
 import torch
 
 from bench import config as config_mod
-from bench import plugins, results, seeding
+from bench import plugins, results, rnn, seeding
 from bench.data import default_data_dir
 from bench.errors import UsageError
 from bench.runner import execute
@@ -59,17 +61,16 @@ def same_fingerprint(row, fp: dict) -> bool:
 
 
 class NeedsGPU(Exception):
-    """A GPU row on a machine without a GPU."""
+    """A GPU row whose replay draws dropout masks, on a machine without a GPU."""
 
 
-def replay_device(row) -> torch.device:
-    """Where a row is replayed: a GPU row on this machine's GPU (NeedsGPU when it has none)."""
+def replay_device(row) -> tuple[torch.device, bool]:
+    """Where a row is replayed, and whether that is a CPU standing in for the GPU that made it."""
     if getattr(row, "device", "cpu") != "cuda":
-        return torch.device("cpu")
+        return torch.device("cpu"), False
     if not torch.cuda.is_available():
-        raise NeedsGPU(f"a GPU row ({row.device_name}): its dropout masks come from the GPU's generator, "
-                       "so it replays on a GPU only; run `make verify-seeds` on a machine with CUDA")
-    return torch.device("cuda")
+        return torch.device("cpu"), True
+    return torch.device("cuda"), False
 
 
 def impl_for(rnn_path: str) -> str:
@@ -111,7 +112,8 @@ def verify_row(row, data_dir, cache: dict | None = None) -> dict:
     task, method = plugins.get_task(row.task), plugins.get_method(row.method)
     cfg = config_mod.Config(json.loads(row.config_json))
     data = load_cached(task, method, cfg, data_dir, {} if cache is None else cache)
-    dev = replay_device(row)
+    dev, stand_in = replay_device(row)
+    drawn = rnn.masks_drawn
     torch.set_num_threads(int(row.threads))          # the row's thread count: results depend on it
     exact = same_fingerprint(row, seeding.fingerprint(dev))
     impl = impl_for(row.rnn_path)
@@ -133,6 +135,9 @@ def verify_row(row, data_dir, cache: dict | None = None) -> dict:
         ok = _all_close(got["probe_loss"], want, exact)
         detail = f"first {len(want)} step losses {want[:2]!r}... -> {got['probe_loss'][:2]!r}..."
         mode = f"probe {len(want)} steps"
+    if stand_in and rnn.masks_drawn > drawn:
+        raise NeedsGPU(f"a GPU row ({row.device_name}) whose replay draws dropout masks: they come from the "
+                       "GPU's generator, so it replays on a GPU only; run `make verify-seeds` on a machine with CUDA")
     ok = ok and config_mod.config_hash(cfg) == row.config_hash
     return dict(run_id=row.run_id, mode=mode, exact=exact, ok=ok, detail=detail)
 
@@ -166,7 +171,7 @@ def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=prin
     """Verify every row (or those whose id contains `only`, or whose replay mode is `numerics`; with
     `sweep_sample`, at most that many rows per sweep cell, see `sample`; with `uncommitted`, only rows
     git does not track yet). Rows that cannot be replayed are returned with ok=False and a reason, or
-    skipped=True when only their data is absent, or when they are GPU rows and there is no GPU here."""
+    skipped=True when only their data is absent, or when they are GPU rows that draw masks and there is no GPU here."""
     seeding.set_threads()
     df = results.read_registry(registry)
     if uncommitted:
@@ -184,7 +189,6 @@ def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=prin
             if row.task not in data_status:
                 data_status[row.task] = plugins.get_task(row.task).data_status(Path(data_dir))
             status = data_status[row.task]
-            replay_device(row)
             if status != "ok":
                 r = dict(run_id=row.run_id, mode="-", exact=False, ok=True, skipped=True,
                          detail=f"not verified: data absent ({status})")

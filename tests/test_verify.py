@@ -199,6 +199,16 @@ def test_a_gpu_row_is_skipped_with_its_reason_where_there_is_no_gpu(tiny_lm, tmp
     assert lines[0].startswith("SKIP") and "GPU row (NVIDIA H100 80GB HBM3)" in lines[0] and "CUDA" in lines[0]
 
 
+def test_a_gpu_row_that_draws_no_mask_is_replayed_on_the_cpu_within_the_tolerance(tiny_lm, tmp_path, monkeypatch):
+    """`none` draws no mask: its numbers do not depend on the GPU's generator, so the CPU can check it."""
+    monkeypatch.setattr(verify.torch.cuda, "is_available", lambda: False)
+    out = run(tiny_lm, tmp_path, "none")
+    rewrite(out.path, device="cuda", device_name="NVIDIA H100 80GB HBM3", cuda_version="13.0",
+            test=out.row["test"] * (1 + verify.REL_TOL / 10))
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)
+    assert [(r["ok"], r["skipped"], r["exact"]) for r in res] == [(True, False, False)]
+
+
 def test_gpu_rows_compare_the_gpu_model_and_cuda_version():
     fp = dict(torch_version="2.11.0+cu130", device="cuda", threads=1, numerics="cuda-deterministic",
               device_name="NVIDIA H100 80GB HBM3", cuda_version="13.0", cpu_model="x", cpu_isa="", cpu_capability="")
