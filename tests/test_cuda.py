@@ -50,5 +50,7 @@ def test_every_method_trains_on_cuda_and_replays_exactly(method, cell, tiny_lm, 
     assert row["status"] == "ok" and row["device"] == "cuda"
     assert row["device_name"] == torch.cuda.get_device_name() and row["numerics"] == "cuda-deterministic"
     assert math.isfinite(row["test"]) and row["test"] > 1
+    paths = row["rnn_path"].replace(":", " ").replace(",", " ").split()
+    assert "cell" not in paths, row["rnn_path"]        # never the slow reference loop on a GPU
     res = verify.verify_all(tmp_path / "reg", data_dir=root, echo=print)
     assert [(r["ok"], r["exact"], r["skipped"]) for r in res] == [(True, True, False)]
