@@ -14,6 +14,8 @@ a noise naming one it cannot apply is an error, never dropped.
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 import warnings
 
@@ -30,15 +32,30 @@ from bench.cells.gru import gru_cell_loop  # noqa: F401
 warnings.filterwarnings("ignore", message=".*RNN module weights are not part of single contiguous.*")
 
 
-# masks drawn so far in this process: bench/verify.py asks whether a replay depended on the RNG
-masks_drawn = 0
+class MaskDrawn(Exception):
+    """A mask was drawn inside `no_masks()`."""
+
+
+_no_masks = False
+
+
+@contextlib.contextmanager
+def no_masks():
+    """Raise MaskDrawn at the first mask drawn inside: bench/verify.py replays a GPU row on a CPU only
+    while its numbers do not depend on the generator (the GPU's masks cannot be drawn here)."""
+    global _no_masks
+    _no_masks = True
+    try:
+        yield
+    finally:
+        _no_masks = False
 
 
 def bernoulli_mask(shape, p: float, like: torch.Tensor, scale: bool = True) -> torch.Tensor:
     """Keep-mask with P(1) = 1-p, divided by 1-p when `scale` (inverted dropout). Every mask of
     the benchmark is drawn here; `rand < 1-p` is ~2x faster than `bernoulli_` on a CPU."""
-    global masks_drawn
-    masks_drawn += 1
+    if _no_masks:
+        raise MaskDrawn(f"a {tuple(shape)} mask")
     keep = (torch.rand(shape, dtype=like.dtype, device=like.device) < 1.0 - p).to(like.dtype)
     return keep / (1.0 - p) if scale else keep
 

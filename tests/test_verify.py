@@ -197,6 +197,8 @@ def test_a_gpu_row_is_skipped_with_its_reason_where_there_is_no_gpu(tiny_lm, tmp
     res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lines.append)
     assert [(r["ok"], r["skipped"]) for r in res] == [(True, True)]
     assert lines[0].startswith("SKIP") and "GPU row (NVIDIA H100 80GB HBM3)" in lines[0] and "CUDA" in lines[0]
+    from bench import rnn
+    assert rnn.bernoulli_mask((2, 3), 0.5, verify.torch.zeros(1)).shape == (2, 3)   # the guard is lifted
 
 
 def test_a_gpu_row_that_draws_no_mask_is_replayed_on_the_cpu_within_the_tolerance(tiny_lm, tmp_path, monkeypatch):

@@ -68,7 +68,8 @@ def gru_cell_loop(xw, h, w_hh, b_hh, rec_mask=None, cell_mask=None, zone_h=None,
 def fused(x, state, weights):
     """torch's GRU kernel on the layer's weights (no recurrent noise)."""
     (h,) = state
-    out, hn = torch._VF.gru(x, h.unsqueeze(0), list(weights), True, 1, 0.0, torch.is_grad_enabled(), False, False)
+    out, hn = torch._VF.gru(x, h.unsqueeze(0), list(weights), True, 1, 0.0,
+                            torch.is_grad_enabled(), False, False)   # train: cuDNN keeps what backward needs
     return out, (hn[0],)
 
 
