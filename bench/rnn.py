@@ -15,7 +15,6 @@ a noise naming one it cannot apply is an error, never dropped.
 from __future__ import annotations
 
 import contextlib
-
 import math
 import warnings
 

@@ -7,9 +7,9 @@ row's stored `config_json` and seed, on the rnn path and with the thread count t
 the CPU, or for a GPU row on this machine's GPU: dropout masks are drawn from the device's own
 generator, so a GPU row's masks exist only on a GPU. Where there is none, a GPU row is replayed on
 the CPU (within the tolerance) if that replay draws no mask (`none`, or rates still zero during the
-probe steps; the replay stops at the first mask); one that does is skipped with that reason (like a row whose data are absent), not
-failed: run `make verify-seeds` on a GPU machine to replay it (.ci/gpu-session does, for the rows
-it makes).
+probe steps; the replay stops at the first mask); one that does is skipped with that reason (like a
+row whose data are absent), not failed: run `make verify-seeds` on a GPU machine to replay it
+(.ci/gpu-session does, for the rows it makes).
 
 Exact (bitwise) equality is required when the fingerprint matches: torch version, thread count and
 numerics mode, and under native numerics also the CPU model and its ISA
