@@ -169,6 +169,32 @@ def test_ranks_and_friedman_against_scipy(full):
     cd = stats.critical_difference(3, 4)
     assert cd == pytest.approx(2.343 * math.sqrt(3 * 4 / 24), rel=1e-3)      # Demsar's q_0.05 for k=3
     assert stats.cliques({"a": 1.0, "b": 1.5, "c": 3.0}, 1.0) == [["a", "b"]]
+    # agreement across tasks: Kendall's W from Friedman's statistic, tau per pair of tasks (scipy)
+    assert stats.kendall_w(stat, 4, 3) == pytest.approx(stat / (4 * 2))
+    assert f"Kendall's W = {stat / 8:.3f}" in text
+    tau = sps.kendalltau(r[list(full_m.index).index("ptb")], r[list(full_m.index).index("sst2")])
+    assert stats.kendall_tau(r[list(full_m.index).index("ptb")], r[list(full_m.index).index("sst2")]) == \
+        pytest.approx((tau.statistic, tau.pvalue))
+    assert re.search(rf"^\| ptb · sst2 +\| {tau.statistic:.2f} ", text, re.M)
+
+
+def test_agreement_names_tasks_that_order_alike_and_only_those():
+    from bench.analysis.doc import Doc
+    from bench.analysis.results_sections import agreement
+    same = np.arange(1, 9, dtype=float)
+    r = np.vstack([same, same, same[::-1]])                  # a, b alike; c the reverse
+    stat = sps.friedmanchisquare(*r.T).statistic
+    doc = Doc()
+    agreement(doc, r, ["a", "b", "c"], stat)
+    text = doc.text()
+    sums = r.sum(axis=0)                                        # by hand: W = 12 S / (m^2 (k^3 - k))
+    assert stats.kendall_w(stat, 3, 8) == pytest.approx(12 * ((sums - sums.mean()) ** 2).sum() / (9 * (8 ** 3 - 8)))
+    assert "a and b (τ = 1.00)" in text                          # exact p 2/8! = 5e-5, Holm 1.5e-4
+    assert "a and c" not in text and "b and c" not in text       # tau = -1: opposite, not alike
+    assert re.search(r"^\| a · c +\| -1\.00 ", text, re.M)
+    doc = Doc()
+    agreement(doc, np.vstack([same, [3, 7, 1, 5, 8, 2, 6, 4]]), ["x", "y"], 0.0)      # tau 0.07, p 0.90
+    assert "no pair of tasks orders the methods alike beyond chance" in doc.text()
 
 
 def _texts(ax):

@@ -171,6 +171,31 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
                     f"{order[0]} ranks best ({fmt(mean_rank[order[0]])}), ahead of every other method by more than CD.")
         doc.figure(f"cd_{select.slug(protocol, device)}.png", fig, f"critical-difference diagram, {protocol}",
                    lead + together)
+        agreement(doc, r, list(full.index), stat)
+
+
+def agreement(doc: Doc, r: np.ndarray, tasks: list[str], friedman_stat: float) -> None:
+    """Does the order of the methods carry over from task to task? Kendall's W over all tasks and
+    Kendall's tau between each pair of tasks' ranks (Holm-corrected over the pairs)."""
+    n, k = r.shape
+    w = stats.kendall_w(friedman_stat, n, k)
+    pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
+    taus = [stats.kendall_tau(r[tasks.index(a)], r[tasks.index(b)]) for a, b in pairs]
+    adj = stats.holm([p for _, p in taus])
+    doc.add(f"Does the order hold from task to task? Kendall's W = {w:.3f} (1: the same order on every task; "
+            f"1/{n} = {1 / n:.2f} expected when the orders are unrelated; its test is the Friedman test above). "
+            f"Kendall's τ between the ranks of each pair of tasks, its p-value, and Holm's correction over the "
+            f"{len(pairs)} pair(s):", "")
+    doc.table([[f"{a} · {b}", fmt(t), fmt_p(p), fmt_p(q)] for (a, b), (t, p), q in zip(pairs, taus, adj)],
+              ["tasks", "Kendall τ", "p", "Holm p"])
+    agree = [f"{a} and {b} (τ = {fmt(t)})" for (a, b), (t, _), q in zip(pairs, taus, adj)
+             if t > 0 and q < stats.ALPHA]
+    if agree:
+        reading = "the order on one task predicts the order on another for " + "; ".join(agree) + "."
+    else:
+        reading = ("no pair of tasks orders the methods alike beyond chance (every Holm p ≥ 0.05): a method's "
+                   "rank on one of these tasks says little about its rank on another.")
+    doc.add(f"*Reading:* W = {w:.3f} (chance {1 / n:.2f}); {reading}", "")
 
 
 def curve_stats(curves: list[list[float]]):

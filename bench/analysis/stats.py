@@ -88,6 +88,20 @@ def friedman(matrix: np.ndarray):
     return float(res.statistic), float(res.pvalue)
 
 
+def kendall_w(friedman_stat: float, n: int, k: int) -> float:
+    """Kendall's coefficient of concordance of n rankings (tasks) of k methods, from Friedman's
+    statistic: W = chi2_F / (n (k - 1)); 0 = unrelated orders, 1 = the same order on every task.
+    scipy's chi2_F is tie-corrected, so this is the tie-corrected W."""
+    return float(friedman_stat / (n * (k - 1)))
+
+
+def kendall_tau(a, b) -> tuple[float, float]:
+    """Kendall's tau-b between two rankings of the same methods and its two-sided p-value
+    (scipy.stats.kendalltau); nan, nan when either ranking is constant."""
+    res = stats.kendalltau(a, b)
+    return float(res.statistic), float(res.pvalue)
+
+
 def critical_difference(k: int, n: int, alpha: float = ALPHA) -> float:
     """Nemenyi's critical difference of mean ranks (Demsar 2006), k methods over n tasks:
     CD = q_alpha * sqrt(k (k + 1) / (6 n)), q_alpha the studentized range quantile / sqrt(2)."""
