@@ -252,6 +252,8 @@ def test_sensitivity_and_importance(full):
     assert imp["z_c"] > 0.8 and imp["z_c"] + imp["z_h"] == pytest.approx(1.0)
     text = report.build(df).text()
     assert "for zoneout on ptb, z_c matters most" in text
+    assert re.search(rf"^\| sweep · ptb · cpu +\| zoneout +\| z_c +\| {imp['z_c']:.2f} +\| z_h {imp['z_h']:.2f} +\| 30 +"
+                     r"\| random search +\| no ", text, re.M)           # section 5's summary table
     assert "the validation loss moves most with z_c" in text
     assert "No sweep rows yet for multi30k-de-en, sst2." in text
 

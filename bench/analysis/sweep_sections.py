@@ -231,8 +231,22 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
                 f"of a method's dropout parameters (≥ {MIN_TRIALS} draws per method and task); they would come "
                 f"from {campaign_hint('sweep', 'seeded random searches')}.", "")
         return
-    for protocol, task, device, method, g, cell in groups:
-        imp, n, varying, one_at_a_time = fanova(g, method, protocol, task, cell)
+    found = [(grp, fanova(grp[4], grp[3], grp[0], grp[1], grp[5])) for grp in groups]
+    summary = []
+    for (protocol, task, device, method, g, cell), (imp, n, _, one_at_a_time) in found:
+        if imp is not None:
+            order = sorted(imp, key=lambda p: (-imp[p], p))
+            noise, reach = seed_spread(g, select.dropout_params(method))
+            summary.append([" · ".join(group_parts(protocol, task, device, method, cell)[:-1]), method, order[0],
+                            f"{imp[order[0]]:.2f}", ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:2]) or "—",
+                            str(n), "one at a time" if one_at_a_time else "random search",
+                            "yes" if noise is not None and reach <= noise else "no"])
+    if summary:
+        doc.add("The parameter that matters most, per method (details and figures below; *seed noise?*: the "
+                "settings' mean losses span no more than two seeds of one setting differ):", "")
+        doc.table(summary, ["sweep", "method", "matters most", "share", "next", "settings", "settings from",
+                            "seed noise?"])
+    for (protocol, task, device, method, g, cell), (imp, n, varying, one_at_a_time) in found:
         parts = group_parts(protocol, task, device, method, cell)
         title = " · ".join(parts)
         doc.add(f"### {title}", "")
