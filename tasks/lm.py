@@ -160,8 +160,11 @@ class LanguageModelling(Task):
 
     def train_batches(self, data, cfg, epoch, rng):
         stream = batchify(data["train"], cfg.batch_size)
+        # AWD's loop (`while i < len - 1 - 1`) stops before a 1-step window: TAR needs two steps, and
+        # over none its mean is NaN (seed 0 of awd's `cpu` PTB run met one at epoch 7 and "diverged")
+        end = stream.shape[0] - (2 if cfg.var_bptt else 1)
         i = 0
-        while i < stream.shape[0] - 1:
+        while i < end:
             seq_len, scale = cfg.bptt, 1.0
             if cfg.var_bptt:  # AWD: base bptt w.p. 0.95 else half, length ~ N(base, 5), >= 5
                 base = cfg.bptt if rng.random() < 0.95 else cfg.bptt / 2
@@ -185,11 +188,11 @@ class LanguageModelling(Task):
         return ForwardOut(logits, loss, state, dict(raw=raw, dropped=dropped, nll=ce))
 
     def penalty(self, out, cfg):
-        """AR on the dropped last-layer output, TAR on the raw one (AWD)."""
+        """AR on the dropped last-layer output, TAR on the raw one (AWD); TAR is 0 on a 1-step window."""
         extra = 0.0
         if cfg.ar:
             extra = extra + cfg.ar * out.extras["dropped"].pow(2).mean()
-        if cfg.tar:
+        if cfg.tar and out.extras["raw"].shape[0] > 1:      # no pair of steps in a 1-step window
             raw = out.extras["raw"]
             extra = extra + cfg.tar * (raw[1:] - raw[:-1]).pow(2).mean()
         return extra

@@ -328,6 +328,42 @@ def test_variable_bptt_lengths_and_lr_scaling():
         assert torch.equal(b.data[1][:-1], b.data[0][1:])
 
 
+
+def test_variable_bptt_never_yields_a_one_step_window():
+    """AWD's loop ends before a window of 1 step (TAR's mean over no pair of steps is NaN): over
+    many epochs some walk ends exactly one token before the stream does; the windows still tile the
+    stream up to that token. Fixed BPTT keeps its last window, whatever its length."""
+    _, cfg = noise_of("awd", train_tokens=0)
+    cfg = config.Config({**cfg, "batch_size": 2, "bptt": 20})
+    task = plugins.get_task("ptb")
+    data = {"train": torch.arange(2_000) % 97}
+    from tasks.lm import batchify
+    stream = batchify(data["train"], 2)
+    rng, met = np.random.default_rng(0), 0
+    for epoch in range(1, 200):
+        lens = []
+        for b in task.train_batches(data, cfg, epoch, rng):
+            i = sum(lens)
+            lens.append(b.data[0].shape[0])
+            assert torch.equal(b.data[0], stream[i:i + lens[-1]])   # consecutive windows
+        assert min(lens) >= 2
+        left = 1_000 - 1 - sum(lens)                              # stream rows minus 1 (targets) minus used
+        assert left in (0, 1)
+        met += left == 1
+    assert met > 0                                               # the case did occur
+    fixed = config.Config({**cfg, "var_bptt": False, "bptt": 499})
+    lens = [b.data[0].shape[0] for b in task.train_batches(data, fixed, 1, np.random.default_rng(0))]
+    assert lens == [499, 499, 1]                                 # 999 targets: the last window kept
+
+
+def test_tar_is_zero_on_a_one_step_window_not_nan():
+    task = plugins.get_task("ptb")
+    raw, dropped = torch.randn(1, B, H), torch.randn(1, B, H)
+    out = ForwardOut(torch.zeros(1), torch.tensor(0.0), None, dict(raw=raw, dropped=dropped))
+    pen = task.penalty(out, config.Config(ar=2.0, tar=1.0))
+    assert torch.isfinite(pen) and torch.allclose(pen, 2.0 * dropped.pow(2).mean())
+
+
 def test_ar_tar_penalty_formula():
     task = plugins.get_task("ptb")
     raw, dropped = torch.randn(T, B, H), torch.randn(T, B, H)
