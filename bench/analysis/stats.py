@@ -90,8 +90,8 @@ def friedman(matrix: np.ndarray):
 
 def kendall_w(friedman_stat: float, n: int, k: int) -> float:
     """Kendall's coefficient of concordance of n rankings (tasks) of k methods, from Friedman's
-    statistic: W = chi2_F / (n (k - 1)); 0 = unrelated orders, 1 = the same order on every task.
-    scipy's chi2_F is tie-corrected, so this is the tie-corrected W."""
+    statistic: W = chi2_F / (n (k - 1)); 1 = the same order on every task, 1/n expected when the
+    orders are unrelated (E[chi2_F] = k - 1). scipy's chi2_F is tie-corrected, so this W is too."""
     return float(friedman_stat / (n * (k - 1)))
 
 

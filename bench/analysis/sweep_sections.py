@@ -231,12 +231,14 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
                 f"of a method's dropout parameters (≥ {MIN_TRIALS} draws per method and task); they would come "
                 f"from {campaign_hint('sweep', 'seeded random searches')}.", "")
         return
-    found = [(grp, fanova(grp[4], grp[3], grp[0], grp[1], grp[5])) for grp in groups]
+    found = []                       # per group: its fANOVA, and the seed noise against the loss's reach
+    for protocol, task, device, method, g, cell in groups:
+        found.append(((protocol, task, device, method, g, cell), fanova(g, method, protocol, task, cell),
+                      seed_spread(g, select.dropout_params(method))))
     summary = []
-    for (protocol, task, device, method, g, cell), (imp, n, _, one_at_a_time) in found:
+    for (protocol, task, device, method, g, cell), (imp, n, _, one_at_a_time), (noise, reach) in found:
         if imp is not None:
             order = sorted(imp, key=lambda p: (-imp[p], p))
-            noise, reach = seed_spread(g, select.dropout_params(method))
             summary.append([" · ".join(group_parts(protocol, task, device, method, cell)[:-1]), method, order[0],
                             f"{imp[order[0]]:.2f}", ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:2]) or "—",
                             str(n), "one at a time" if one_at_a_time else "random search",
@@ -246,7 +248,7 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
                 "settings' mean losses span no more than two seeds of one setting differ):", "")
         doc.table(summary, ["sweep", "method", "matters most", "share", "next", "settings", "settings from",
                             "seed noise?"])
-    for (protocol, task, device, method, g, cell), (imp, n, varying, one_at_a_time) in found:
+    for (protocol, task, device, method, g, cell), (imp, n, varying, one_at_a_time), (noise, reach) in found:
         parts = group_parts(protocol, task, device, method, cell)
         title = " · ".join(parts)
         doc.add(f"### {title}", "")
@@ -261,7 +263,6 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
         fig = figures.importance(imp, f"{title} ({n} settings)",
                                  f"{name} importance")
         rest = ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:])
-        noise, reach = seed_spread(g, select.dropout_params(method))
         doc.figure(f"importance_{select.slug(*parts)}.png", fig,
                    f"{name} importance of {method}'s dropout parameters",
                    f"for {method} on {task}, {order[0]} matters most ({name} importance {imp[order[0]]:.2f} "
