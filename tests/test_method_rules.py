@@ -328,7 +328,6 @@ def test_variable_bptt_lengths_and_lr_scaling():
         assert torch.equal(b.data[1][:-1], b.data[0][1:])
 
 
-
 def test_variable_bptt_never_yields_a_one_step_window():
     """AWD's loop ends before a window of 1 step (TAR's mean over no pair of steps is NaN): over
     many epochs some walk ends exactly one token before the stream does; the windows still tile the
