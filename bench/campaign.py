@@ -336,6 +336,16 @@ def status_of(rc: int | None, stopping: bool) -> str:
     return "failed"
 
 
+# A run killed by one of these died of a fault in the process (glibc's heap check aborts, a segfault),
+# not of its config: it is run once more, resuming from its last epoch checkpoint. A config that
+# crashes every time fails on the second try as before.
+CRASH_SIGNALS = (signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE)
+
+
+def crashed(rc: int | None) -> bool:
+    return rc is not None and rc < 0 and -rc in CRASH_SIGNALS
+
+
 def execute(pending, backend, workers, deadline, estimates, stop, env, device, data_dir, logs) -> list[Outcome]:
     """WORKERS runs at a time in `pending` order, one tqdm line; at `deadline` (time.time()) the
     running runs get SIGTERM and the rest are deferred; SIGTERM/SIGINT stop the campaign likewise."""
@@ -370,15 +380,23 @@ def execute(pending, backend, workers, deadline, estimates, stop, env, device, d
             count["running"] += 1
             show()
         t0 = time.time()
-        try:
-            rc, detail = backend.run(command(spec, device, data_dir), env, str(log), deadline), ""
-        except Exception as exc:         # the backend itself failed (e.g. a Ray worker died)
-            rc, detail = None, f" ({type(exc).__name__}: {exc})"
-        status = status_of(rc, stop.is_set())
+        for attempt in (1, 2):
+            try:
+                rc, detail = backend.run(command(spec, device, data_dir), env, str(log), deadline), ""
+            except Exception as exc:         # the backend itself failed (e.g. a Ray worker died)
+                rc, detail = None, f" ({type(exc).__name__}: {exc})"
+            status = status_of(rc, stop.is_set())
+            if not (status == "failed" and attempt == 1 and crashed(rc) and not stop.is_set()
+                    and (deadline is None or time.time() < deadline)):
+                break
+            tqdm.write(f"crashed: {spec.run_id} ({signal.Signals(-rc).name}): once more, from its last "
+                       f"checkpoint, log {log}", file=sys.stderr)
+        if attempt == 2:
+            detail += f" (crashed by a signal and retried once{'' if status == 'done' else ', again'})"
         with lock:
             count["running"] -= 1
-        return finish(Outcome(spec, status, f"exit code {rc}, log {log}{detail}" if status == "failed" else ""),
-                      time.time() - t0)
+        return finish(Outcome(spec, status, f"exit code {rc}, log {log}{detail}" if status == "failed"
+                              else detail.strip(" ()")), time.time() - t0)
 
     def on_signal(signum, frame):
         print(f"\ncampaign: {signal.Signals(signum).name}: stopping the running runs (they checkpoint)",

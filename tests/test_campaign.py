@@ -29,6 +29,19 @@ PLUGIN = textwrap.dedent('''
 
 
     register_method(MethodSpec(name="campboom", paper="a method that crashes", noise=boom))
+
+
+    def abort_once(cfg):
+        import os
+        from bench.api import Noise
+        marker = os.environ.get("CAMP_ABORT_MARKER")
+        if marker and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.abort()                  # as glibc does when its heap check fails
+        return Noise()
+
+
+    register_method(MethodSpec(name="campabort", paper="a process that aborts on its first start", noise=abort_once))
 ''')
 
 
@@ -46,6 +59,7 @@ def fixture_plugins(tmp_path_factory):
     yield folder, root
     plugins.unregister("task", "camplm")
     plugins.unregister("method", "campboom")
+    plugins.unregister("method", "campabort")
 
 
 @pytest.fixture
@@ -383,6 +397,42 @@ def test_plans_of_different_numerics_are_refused_together(tmp_path, camp_env, ca
     assert "ask for different numerics" in err and "run them as separate campaigns" in err
     assert campaign.main(["--plan", " , ", "--dry-run"]) == 2
     assert "names no plan" in capsys.readouterr().err
+
+
+def test_a_run_killed_by_a_crash_signal_is_run_once_more(tmp_path, camp_env, capsys, monkeypatch):
+    specs = specs_of(write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\n'
+                                          'methods = ["campabort"]\n'))
+    monkeypatch.setenv("CAMP_ABORT_MARKER", str(tmp_path / "aborted"))
+    assert campaign.run_campaign(specs, device="cpu", data_dir=camp_env) == 0
+    captured = capsys.readouterr()
+    assert f"crashed: {specs[0].run_id} (SIGABRT): once more" in captured.err
+    assert f"done: {specs[0].run_id}" in captured.err and "retried once" in captured.err
+    assert (tmp_path / "aborted").exists() and registry_ids() == {specs[0].run_id}
+
+
+def test_only_crash_signals_are_retried_and_not_after_a_stop():
+    import signal
+    assert campaign.crashed(-signal.SIGABRT) and campaign.crashed(-signal.SIGSEGV)
+    assert not campaign.crashed(1) and not campaign.crashed(None) and not campaign.crashed(0)
+    assert not campaign.crashed(-signal.SIGTERM) and not campaign.crashed(-signal.SIGKILL)
+
+
+def test_a_run_that_crashes_twice_fails_after_one_retry(tmp_path, capsys):
+    import signal
+    import threading
+
+    class Crashing:
+        calls = 0
+
+        def run(self, cmd, env, log, deadline):
+            Crashing.calls += 1
+            return -signal.SIGSEGV
+
+    spec = plans.RunSpec(task="ptb", method="zaremba", protocol="smoke", seed=0, overrides=(),
+                         run_id="ptb.zaremba.smoke.s0.cpu.0", cfg={})
+    out = campaign.execute([spec], Crashing(), 1, None, {}, threading.Event(), {}, "cpu", tmp_path, tmp_path)
+    assert Crashing.calls == 2 and [o.status for o in out] == ["failed"]
+    assert "exit code -11" in out[0].detail and "retried once, again" in out[0].detail
 
 
 def test_a_run_signalled_by_the_campaigns_stop_before_its_handler_is_stopped_not_failed():
