@@ -17,7 +17,7 @@ from scipy import stats as sps
 from bench import config as config_mod
 from bench import plugins, report, results
 from bench.analysis import select, stats
-from bench.analysis.results_sections import compare, complete_block
+from bench.analysis.results_sections import compare, complete_block, pairwise
 from bench.analysis import sweep_sections
 from bench.analysis.sweep_sections import fanova, sensitivity, sweep_groups
 
@@ -146,6 +146,29 @@ def test_table_statistics_against_scipy(full):
     s = by["zaremba"]["s"]
     half = sps.t.ppf(0.975, 2) * np.std(ZAREMBA, ddof=1) / math.sqrt(3)
     assert (s.n, s.lo, s.hi) == (3, pytest.approx(np.mean(ZAREMBA) - half), pytest.approx(np.mean(ZAREMBA) + half))
+
+
+def test_every_pair_is_tested_with_holm_over_all_pairs(full):
+    df = results.read_registry(full)
+    chosen, _ = select.default_rows(df[df.protocol == "cpu"])
+    order, pairs = pairwise(chosen[chosen.task == "ptb"])
+    assert order == ["gal", "zaremba", "naive"] or order == ["gal", "naive", "zaremba"]
+    assert "none" not in order                                          # one seed: not testable
+    values = {"gal": GAL, "zaremba": ZAREMBA, "naive": NAIVE}
+    raw = [sps.ttest_ind(values[d["a"]], values[d["b"]], equal_var=False).pvalue for d in pairs]
+    assert [d["p"] for d in pairs] == pytest.approx(raw)
+    assert [d["p_holm"] for d in pairs] == pytest.approx(stats.holm(raw))      # over all 3 pairs
+    by = {frozenset((d["a"], d["b"])): d for d in pairs}
+    for d in pairs:
+        assert d["diff"] == pytest.approx(np.mean(values[d["a"]]) - np.mean(values[d["b"]]))
+    assert by[frozenset(("gal", "zaremba"))]["a"] == "gal" and by[frozenset(("gal", "zaremba"))]["clear"]
+    assert by[frozenset(("gal", "naive"))]["clear"]                     # clearly separated
+    assert not by[frozenset(("zaremba", "naive"))]["clear"]             # identical values
+    text = report.build(df).text()
+    part = text.split("### cpu · ptb · cpu")[1].split("###")[0]
+    assert "Every pair (3)" in part and "2 of the 3 pairs differ by more than seed noise" in part
+    assert "gal over zaremba" in part and "gal over naive" in part
+    assert f"| **{np.mean(ZAREMBA) - np.mean(GAL):.2f}** |" in part     # row zaremba - column gal, bold
 
 
 def test_ranks_and_friedman_against_scipy(full):

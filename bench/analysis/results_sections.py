@@ -54,15 +54,58 @@ def compare(unit: pd.DataFrame) -> tuple[list[dict], bool]:
     return out, higher
 
 
+def pairwise(unit: pd.DataFrame) -> tuple[list[str], list[dict]]:
+    """(the methods with >= 2 ok seeds, best mean first; one dict per pair of them, the better mean
+    as `a`):
+    the difference of means (a - b, in the table's metric), the Welch p, and that p Holm-adjusted over
+    all the pairs of the table. `clear` when the adjusted p < ALPHA: the gap is larger than the
+    seed-to-seed noise can explain."""
+    ok = unit[unit.status == "ok"]
+    order = [d["method"] for d in compare(unit)[0] if d["s"].n >= 2]             # best mean first
+    vals = {m: ok[ok.method == m].test.astype(float).tolist() for m in order}
+    out = [dict(a=a, b=b, diff=float(np.mean(vals[a]) - np.mean(vals[b])), p=stats.welch_p(vals[a], vals[b]))
+           for i, a in enumerate(order) for b in order[i + 1:]]
+    for d, ph in zip(out, stats.holm([d["p"] for d in out])):
+        d["p_holm"] = ph
+        d["clear"] = not math.isnan(ph) and ph < stats.ALPHA
+    return order, out
+
+
+def pairs_matrix(doc: Doc, unit: pd.DataFrame) -> None:
+    """The all-pairs comparison of one table, as a lower-triangular matrix of differences."""
+    order, pairs = pairwise(unit)
+    if not pairs:
+        return
+    cell = {(d["b"], d["a"]): f"**{fmt(-d['diff'])}**" if d["clear"] else fmt(-d["diff"]) for d in pairs}
+    rows = [[r] + [cell.get((r, c), "") for c in order[:-1]] for r in order[1:]]
+    doc.add(f"Every pair ({len(pairs)}): row − column, in the table's metric; in bold where the Welch p, "
+            f"Holm-adjusted over all {len(pairs)} pairs, is below 0.05 (a gap the seed noise does not "
+            f"explain). Methods with ≥ 2 seeds, best mean first.", "")
+    doc.table(rows, ["method"] + order[:-1])
+    clear = [d for d in pairs if d["clear"]]
+    if clear:
+        said = "; ".join(f"{d['a']} over {d['b']} ({fmt(abs(d['diff']))})" for d in clear)
+        doc.add(f"*Reading:* {len(clear)} of the {len(pairs)} pairs differ by more than seed noise: {said}. "
+                f"The other {len(pairs) - len(clear)} gaps are within it.", "")
+    else:
+        tested = [d for d in pairs if not math.isnan(d["p"])]
+        low = min(tested, key=lambda d: d["p"]) if tested else None
+        doc.add(f"*Reading:* none of the {len(pairs)} gaps is larger than seed noise at these seed counts"
+                + (f" (the smallest p, {low['a']} against {low['b']}, is {fmt_p(low['p'])}, "
+                   f"{fmt_p(low['p_holm'])} after Holm's correction)." if low else "."), "")
+
+
 def section_tables(doc: Doc, df: pd.DataFrame) -> None:
-    doc.add("## 1. Each table: means, confidence intervals and tests against zaremba", "",
+    doc.add("## 1. Each table: means, confidence intervals, tests against zaremba and between every pair", "",
             f"Per protocol, task and device: the test metric's mean, sample standard deviation, number of "
             f"seeds `n` and Student-t 95% confidence interval (CI) of the mean; then each method against "
             f"`{BASE}`, the field's baseline: the difference of means (method − {BASE}), the two-sided Welch "
             f"t-test p-value, that p-value Holm-corrected over the methods of the table (so that the chance "
             f"of any false 'better' or 'worse' in a table stays under 5%), and Hedges' g (the difference in "
             f"units of the pooled seed-to-seed standard deviation; about 0.2 is small, 0.8 large). "
-            f"`better`/`worse` means the Holm-corrected p is below 0.05. One seed gives no CI and no test.", "")
+            f"`better`/`worse` means the Holm-corrected p is below 0.05. One seed gives no CI and no test. "
+            f"Under each figure, every pair of methods the same way (Welch, Holm over all the pairs of the "
+            f"table): which gaps between methods are larger than seed noise.", "")
     if df.empty:
         doc.add("No rows: this section needs finished runs of a results protocol (e.g. `make campaign "
                 "PLAN=cpu`).", "")
@@ -101,6 +144,7 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
         doc.figure(f"means_{select.slug(protocol, task, device)}.png", fig,
                    f"test {metric} by method, {protocol} {task}",
                    f"{shown[0]['method']} has the best mean test {metric} ({fmt(shown[0]['s'].mean)}); {verdict}")
+        pairs_matrix(doc, unit)
 
 
 def complete_block(matrix: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
