@@ -229,7 +229,7 @@ def test_figures_series_and_labels(full):
     figs = doc.figures
     assert sorted(figs) == sorted([
         "means_cpu_multi30k-de-en_cpu.png", "means_cpu_ptb_cpu.png", "means_cpu_sst2_cpu.png",
-        "means_cpu_sst5_cpu.png", "cd_cpu_cpu.png", "curves_cpu_multi30k-de-en_cpu.png", "curves_cpu_ptb_cpu.png",
+        "means_cpu_sst5_cpu.png", "cd_cpu.png", "curves_cpu_multi30k-de-en_cpu.png", "curves_cpu_ptb_cpu.png",
         "curves_cpu_sst2_cpu.png", "curves_cpu_sst5_cpu.png", "sweep_sweep_ptb_cpu_zoneout.png", "curves_sweep_ptb_cpu.png",
         "importance_sweep_ptb_cpu_zoneout.png", "means_paper_ptb_cpu.png", "curves_paper_ptb_cpu.png"])
     ax = figs["means_cpu_ptb_cpu.png"].axes[0]
@@ -242,7 +242,7 @@ def test_figures_series_and_labels(full):
     assert len(ax.collections) == 3                          # bands for the three methods with 3 seeds
     assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "validation ppl"
     assert figs["curves_cpu_multi30k-de-en_cpu.png"].axes[0].get_ylabel() == "validation ppl"
-    texts = _texts(figs["cd_cpu_cpu.png"].axes[0])
+    texts = _texts(figs["cd_cpu.png"].axes[0])
     assert "gal (1.00)" in texts and "zaremba (2.12)" in texts and "naive (2.88)" in texts
     assert any(t.startswith("CD = ") for t in texts)
     axes = figs["sweep_sweep_ptb_cpu_zoneout.png"].axes
@@ -367,6 +367,24 @@ def test_devices_are_never_pooled_and_undefined_sweep_protocols_are_said(registr
     assert "protocol 'sweep-gone' does not resolve for ptb · zoneout here" in text
     assert ("the validation loss moves most with z_c (by 0.400 across its values; two seeds of one setting "
             "differ by up to 0.010)") in text and "not told apart from noise" not in text
+
+
+def test_across_tasks_each_task_is_ranked_on_the_device_with_the_most_methods(registry):
+    # ptb: three methods on cuda, one on the cpu (which would rank it alone); sst2 and sst5 on the cpu
+    for s in range(2):
+        for m, v in (("gal", 80.0), ("zaremba", 90.0), ("naive", 100.0)):
+            results.write_row(registry, dict(row("ptb", m, "cpu", s, v + s, tag="g"), device="cuda"))
+        results.write_row(registry, row("ptb", "naive", "cpu", s, 70.0 + s))      # best, but alone
+        for task, base in (("sst2", 80.0), ("sst5", 40.0)):
+            for m, d in (("gal", 2.0), ("zaremba", 1.0), ("naive", 0.0)):
+                results.write_row(registry, row(task, m, "cpu", s, base + d + 0.1 * s))
+    text = report.build(results.read_registry(registry)).text()
+    part = text.split("## 2. Across tasks")[1].split("## 3.")[0]
+    assert "ptb from cuda, sst2 from cpu, sst5 from cpu; not used: ptb on cpu (1 method)." in part
+    assert "| method   | mean rank   | rank on ptb (cuda)   | rank on sst2 (cpu)   | rank on sst5 (cpu)   |" in part
+    assert re.search(r"^\| gal +\| 1\.00 +\| 1\.0 ", part, re.M)         # the cpu naive row did not enter
+    assert "over 3 tasks and 3 methods" in part and "cd_cpu.png" in part
+    assert "### cpu · ptb · cpu" in text and "### cpu · ptb · cuda" in text     # section 1 keeps both
 
 
 def test_one_at_a_time_points_give_main_effects_and_none_only_draws_the_scale(registry, sweep_protocol):

@@ -165,6 +165,21 @@ def complete_block(matrix: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[
     return m, tasks_out, methods_out
 
 
+def one_device_per_task(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
+    """The rows of one protocol with, per task, only one device's table: the one with the most methods
+    that have >= 1 ok seed, then the most seeds, then by name. Returns (those rows, task -> device, the
+    tables left out as 'task on device (k methods)')."""
+    keep, source, unused = [], {}, []
+    for task, g in rows.groupby("task", sort=True):
+        sizes = {d: (gd.method.nunique(), len(gd)) for d, gd in g.groupby("device", sort=True)}
+        best = sorted(sizes, key=lambda d: (-sizes[d][0], -sizes[d][1], d))[0]
+        source[task] = best
+        keep.append(g[g.device == best])
+        unused += [f"{task} on {d} ({sizes[d][0]} method{'s' if sizes[d][0] != 1 else ''})"
+                   for d in sorted(sizes) if d != best]
+    return pd.concat(keep), source, unused
+
+
 def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
     doc.add("## 2. Across tasks: mean ranks, Friedman test, critical differences", "",
             "Within each task the methods are ranked by their mean test metric (1 = best, ties share the "
@@ -172,15 +187,21 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
             "whether the ranks differ more than chance would make them; the critical-difference (CD) "
             "diagram (Nemenyi post-hoc test, α = 0.05) joins by a thick line the methods whose mean ranks "
             "lie closer than CD, i.e. that the tasks cannot tell apart. Only tasks on which every compared "
-            "method ran enter (a complete design); the others are named.", "")
+            "method ran enter (a complete design); the others are named. A task whose runs were made on "
+            "several kinds of device is ranked on one of them (the table with the most methods).", "")
     ok = df[df.status == "ok"]
     if ok.empty:
         doc.add("No rows: this section needs the same methods on at least 2 tasks (e.g. `make campaign "
                 "PLAN=cpu`).", "")
         return
-    for protocol, device in sorted(set(zip(ok.protocol, ok.device))):
-        sub = ok[(ok.protocol == protocol) & (ok.device == device)]
-        doc.add(f"### {protocol} · {device}", "")
+    for protocol in sorted(set(ok.protocol)):
+        sub, source, unused = one_device_per_task(ok[ok.protocol == protocol])
+        doc.add(f"### {protocol}", "")
+        if len(set(source.values())) > 1 or unused:
+            doc.add("Each task's ranks come from one device's table (seeds of different devices are never "
+                    "pooled; a ranking within one task is): "
+                    + ", ".join(f"{t} from {d}" for t, d in sorted(source.items()))
+                    + (f"; not used: {', '.join(unused)}" if unused else "") + ".", "")
         means = sub.groupby(["task", "method"]).test.mean().unstack("method").sort_index().sort_index(axis=1)
         full, tasks_out, methods_out = complete_block(means)
         if tasks_out or methods_out:
@@ -201,10 +222,12 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
         groups = stats.cliques(mean_rank, cd)
         order = sorted(mean_rank, key=lambda m: (mean_rank[m], m))
         rows = [[m, fmt(mean_rank[m])] + [fmt(v, 1) for v in r[:, list(full.columns).index(m)]] for m in order]
-        doc.table(rows, ["method", "mean rank"] + [f"rank on {t}" for t in full.index])
+        mixed = len(set(source.values())) > 1
+        doc.table(rows, ["method", "mean rank"] + [f"rank on {t}" + (f" ({source[t]})" if mixed else "")
+                                                   for t in full.index])
         doc.add(f"Friedman χ² = {stat:.3f} over {n} tasks and {k} methods, p = {fmt_p(p)}; "
                 f"Nemenyi CD = {cd:.2f} ranks.", "")
-        fig = figures.cd_diagram(mean_rank, cd, groups, f"{protocol} · {device}: mean rank over {n} tasks")
+        fig = figures.cd_diagram(mean_rank, cd, groups, f"{protocol}: mean rank over {n} tasks")
         if p < stats.ALPHA:
             lead = f"the ranks differ more than chance (Friedman p = {fmt_p(p)}); "
         else:
@@ -213,7 +236,7 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
         together = (f"{order[0]} ranks best ({fmt(mean_rank[order[0]])}) but is not told apart from "
                     f"{', '.join(x for x in tied[0] if x != order[0])}." if tied else
                     f"{order[0]} ranks best ({fmt(mean_rank[order[0]])}), ahead of every other method by more than CD.")
-        doc.figure(f"cd_{select.slug(protocol, device)}.png", fig, f"critical-difference diagram, {protocol}",
+        doc.figure(f"cd_{select.slug(protocol)}.png", fig, f"critical-difference diagram, {protocol}",
                    lead + together)
         agreement(doc, r, list(full.index), stat)
 
