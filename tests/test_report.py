@@ -405,6 +405,22 @@ def test_one_at_a_time_points_give_main_effects_and_none_only_draws_the_scale(re
     assert "curves_sweep_sst2_cpu.png" in doc.figures and "none peaked before the last epoch" in text
 
 
+def test_a_sweep_of_one_parameter_gets_no_importance_only_its_sensitivity(registry, sweep_protocol):
+    # Multi30k's sweep varies each method's main rate only: fANOVA would give it all of the share
+    for z_c in (0.0, 0.1, 0.2, 0.3, 0.5, 0.7):
+        results.write_row(registry, row("multi30k-de-en", "zoneout", "sweep", 0, 30.0,
+                                        vloss=[3.0, 2.0 + (z_c - 0.3) ** 2], z_c=z_c))
+    df = results.read_registry(registry)
+    imp, n, varying, _ = fanova(list(sweep_groups(df))[0][4], "zoneout", "sweep", "multi30k-de-en")
+    assert imp is None and n == 6 and varying == ["z_c"]
+    doc = report.build(df)
+    text = doc.text()
+    assert "Only z_c varies here (6 settings): with one parameter there is no share to split" in text
+    assert not [f for f in doc.figures if f.startswith("importance_")]
+    assert "sweep_sweep_multi30k-de-en_cpu_zoneout.png" in doc.figures            # section 4 still has it
+    assert "The parameter that matters most, per method" not in text              # nothing to summarise
+
+
 def test_a_gru_sweep_is_its_own_group_and_rows_of_another_recipe_are_left_out(registry, sweep_protocol):
     for s in range(2):
         for zh in (0.0, 0.1, 0.3):

@@ -167,7 +167,7 @@ def fanova(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = s
     varies at most one of them from its default) from the rows: one trial per distinct
     setting of the varying dropout parameters (its value the mean validation loss over seeds), other
     options at their defaults; an in-memory optuna study and `evaluator()` (fANOVA, seed FANOVA_SEED).
-    None instead of the importances when there are too few trials."""
+    None instead of the importances when there are too few trials or fewer than 2 varying parameters."""
     import warnings
 
     import optuna
@@ -185,7 +185,7 @@ def fanova(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = s
     for cfg, loss in keep:
         key = tuple(float(cfg.get(p, default.get(p))) for p in varying)
         trials.setdefault(key, []).append(loss)
-    if not varying or len(trials) < MIN_TRIALS:
+    if len(varying) < 2 or len(trials) < MIN_TRIALS:      # one parameter: nothing to share out
         return None, len(trials), varying, False
     base = tuple(float(default.get(p, math.nan)) for p in varying)
     one_at_a_time = all(sum(not select.same(a, b) for a, b in zip(key, base)) <= 1 for key in trials)
@@ -252,6 +252,10 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
         parts = group_parts(protocol, task, device, method, cell)
         title = " · ".join(parts)
         doc.add(f"### {title}", "")
+        if imp is None and len(varying) == 1:
+            doc.add(f"Only {varying[0]} varies here ({n} settings): with one parameter there is no share to "
+                    f"split (it would get all of it); section 4 shows how the loss moves with it.", "")
+            continue
         if imp is None:
             doc.add(f"{n} distinct setting(s) of {', '.join(varying) or 'no varying parameter'}: needs ≥ "
                     f"{MIN_TRIALS} for fANOVA.", "")
