@@ -182,6 +182,7 @@ def cmd_verify(args):
         Path(args.summary).write_text(json.dumps(rows))
         return 0
     registry = results.read_registry()
+    verify.check_only(registry, args.only)
     if args.uncommitted:                   # a bad checkout is a usage error, said once, before any child
         registry = registry[registry.run_id.isin(verify.uncommitted_ids(results.registry_path()))]
     modes = sorted({verify.replay_mode(n) for n in registry.numerics})

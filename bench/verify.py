@@ -172,6 +172,13 @@ def uncommitted_ids(registry: Path) -> set[str]:
     return {Path(line).stem for line in out.stdout.splitlines() if line.endswith(".parquet")}
 
 
+def check_only(df, only: str | None) -> None:
+    """--only text that is in no registered run id is a mistake (a typo), not "0 passed"."""
+    if only and not df.empty and not df.run_id.str.contains(only, regex=False).any():
+        raise UsageError(f"--only {only!r} is in no registered run id (ids read task.method.protocol.sSEED."
+                         f"DEVICE.HASH, e.g. {df.run_id.iloc[0]}); fix the text, or leave --only out")
+
+
 def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=print,
                numerics: str | None = None, sweep_sample: int | None = None,
                uncommitted: bool = False) -> list[dict]:
@@ -181,6 +188,7 @@ def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=prin
     skipped=True when only their data is absent, or when they are GPU rows that draw masks and there is no GPU here."""
     seeding.set_threads()
     df = results.read_registry(registry)
+    check_only(df, only)
     if uncommitted:
         df = df[df.run_id.isin(uncommitted_ids(registry or results.registry_path()))]
     if only:

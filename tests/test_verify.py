@@ -217,3 +217,15 @@ def test_gpu_rows_compare_the_gpu_model_and_cuda_version():
     assert verify.same_fingerprint(SimpleNamespace(**dict(fp, cpu_model="another host")), fp)
     assert not verify.same_fingerprint(SimpleNamespace(**dict(fp, device_name="NVIDIA H200")), fp)
     assert not verify.same_fingerprint(SimpleNamespace(**dict(fp, cuda_version="12.8")), fp)
+
+
+def test_an_only_filter_that_matches_no_registered_id_is_an_error_not_zero_passed(tiny_lm, tmp_path, capsys,
+                                                                                 monkeypatch):
+    out = run(tiny_lm, tmp_path, "none")
+    monkeypatch.setenv("BENCH_REGISTRY", str(tmp_path / "reg"))
+    assert main(["--data-dir", str(tiny_lm[1]), "verify-seeds", "--only", "zaremab"]) == 2
+    err = capsys.readouterr().err
+    assert "--only 'zaremab' is in no registered run id" in err and "numerics rows failed" not in err
+    assert out.row["run_id"] in err                                    # an example of what ids look like
+    res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], only=".none.", echo=lambda _: None)
+    assert [r["run_id"] for r in res] == [out.row["run_id"]]
