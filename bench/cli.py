@@ -163,7 +163,8 @@ def cmd_list(args):
 
 
 def cmd_leaderboard(args):
-    from bench import leaderboard
+    from bench import leaderboard, results
+    results.existing_registry()            # a mistyped $BENCH_REGISTRY must not blank the leaderboard
     print(f"wrote {leaderboard.write()}")
 
 

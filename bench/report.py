@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--include-smoke", action="store_true", help="include the smoke protocol in sections 1-3")
     args = ap.parse_args(argv)
     try:
-        md = write(args.registry, args.out, args.include_smoke)
+        md = write(results.existing_registry(args.registry), args.out, args.include_smoke)
     except results.RegistryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

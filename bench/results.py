@@ -99,6 +99,19 @@ def read_row(path: Path) -> dict:
     return _read_table(Path(path)).to_pylist()[0]
 
 
+def existing_registry(registry: Path | None = None) -> Path:
+    """The registry folder a report is made from; a path that is not a folder (a typo in --registry or
+    $BENCH_REGISTRY) is an error, not an empty table that would overwrite the reports."""
+    path = Path(registry or registry_path())
+    if not path.is_dir():
+        source = "--registry" if registry else ("$BENCH_REGISTRY" if os.environ.get("BENCH_REGISTRY")
+                                                 else "the checkout's registry/")
+        raise RegistryError(f"registry folder {path} (from {source}) does not exist; point it at a registry "
+                            f"(a folder of <task>/<method>/<run>.parquet files), or unset BENCH_REGISTRY to use "
+                            f"the committed registry/")
+    return path
+
+
 def read_registry(registry: Path | None = None) -> pd.DataFrame:
     """Every run in the registry; any unreadable or invalid file is named in a RegistryError."""
     files = sorted(Path(registry or registry_path()).glob("*/*/*.parquet"))

@@ -277,3 +277,19 @@ def test_sweep_points_are_left_to_the_report(tmp_path):
     row = dict(run_id="sst2.naive.sweep.s0.cpu.1", protocol="sweep", task="sst2", method="naive")
     text = leaderboard.render(pd.DataFrame([row]))
     assert "The 1 rows of `sweep*` protocols" in text and "REPORT.md" in text and "## sweep" not in text
+
+
+def test_a_registry_path_that_does_not_exist_is_an_error_and_the_reports_stay(tmp_path, monkeypatch, capsys):
+    from bench import report
+    from bench.cli import main
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "LEADERBOARD.md").write_text("the board before\n")
+    monkeypatch.setenv("BENCH_REPORTS", str(reports))
+    monkeypatch.setenv("BENCH_REGISTRY", str(tmp_path / "regsitry"))          # a typo
+    assert main(["leaderboard"]) == 2
+    assert f"registry folder {tmp_path / 'regsitry'} (from $BENCH_REGISTRY) does not exist" in capsys.readouterr().err
+    assert (reports / "LEADERBOARD.md").read_text() == "the board before\n"
+    assert report.main(["--registry", str(tmp_path / "nope"), "--out", str(reports)]) == 2
+    assert "(from --registry) does not exist" in capsys.readouterr().err
+    assert not (reports / "REPORT.md").exists()
