@@ -391,12 +391,14 @@ def execute(pending, backend, workers, deadline, estimates, stop, env, device, d
                 break
             tqdm.write(f"crashed: {spec.run_id} ({signal.Signals(-rc).name}): once more, from its last "
                        f"checkpoint, log {log}", file=sys.stderr)
-        if attempt == 2:
-            detail += f" (crashed by a signal and retried once{'' if status == 'done' else ', again'})"
+        retried = "crashed by a signal and retried once" if attempt == 2 else ""
         with lock:
             count["running"] -= 1
-        return finish(Outcome(spec, status, f"exit code {rc}, log {log}{detail}" if status == "failed"
-                              else detail.strip(" ()")), time.time() - t0)
+        if status == "failed":
+            detail = f"exit code {rc}, log {log}{detail}" + (f" ({retried}, again)" if retried else "")
+        else:
+            detail = retried
+        return finish(Outcome(spec, status, detail), time.time() - t0)
 
     def on_signal(signum, frame):
         print(f"\ncampaign: {signal.Signals(signum).name}: stopping the running runs (they checkpoint)",

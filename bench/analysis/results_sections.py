@@ -55,11 +55,10 @@ def compare(unit: pd.DataFrame) -> tuple[list[dict], bool]:
 
 
 def pairwise(unit: pd.DataFrame) -> tuple[list[str], list[dict]]:
-    """(the methods with >= 2 ok seeds, best mean first; one dict per pair of them, the better mean
-    as `a`):
-    the difference of means (a - b, in the table's metric), the Welch p, and that p Holm-adjusted over
-    all the pairs of the table. `clear` when the adjusted p < ALPHA: the gap is larger than the
-    seed-to-seed noise can explain."""
+    """(the methods with >= 2 ok seeds, best mean first; one dict per pair of them): the better mean
+    as `a`, the difference of means (a - b, in the table's metric), the Welch p, and that p
+    Holm-adjusted over all the pairs of the table. `clear` when the adjusted p < ALPHA: the gap is
+    larger than the seed-to-seed noise can explain."""
     ok = unit[unit.status == "ok"]
     order = [d["method"] for d in compare(unit)[0] if d["s"].n >= 2]             # best mean first
     vals = {m: ok[ok.method == m].test.astype(float).tolist() for m in order}
