@@ -4,7 +4,7 @@
 
 Deterministic: the same registry gives the same bytes (sorted inputs, fixed figure size and dpi,
 no Software metadata in the PNGs, a seeded fANOVA). Sections: 1 each table against zaremba, 2 ranks
-across tasks, 3 learning curves (each method's default config of every protocol but
+across tasks (also of the sweeps' default points, and from one protocol to another), 3 learning curves (each method's default config of every protocol but
 `sweep*`; `smoke` left out unless --include-smoke), 4 sensitivity and 5 importance of the dropout rates (rows of `sweep*` protocols),
 6 published numbers against ours (`paper*` protocols). The pieces live in bench/analysis/.
 """
@@ -63,7 +63,8 @@ def build(df: pd.DataFrame, include_smoke: bool = False) -> Doc:
     doc.add(*[f"- {n}" for n in notes], *([""] if notes else []))
     names = sorted(set(plugins.list_methods()) | set(df.method))
     section_tables(doc, chosen)
-    section_ranks(doc, chosen)
+    sweep_defaults, _ = select.default_rows(df[df.protocol.str.startswith(select.SWEEP_PREFIX)])
+    section_ranks(doc, pd.concat([chosen, sweep_defaults], ignore_index=True))  # sweeps: a second view
     section_curves(doc, chosen, names)
     section_sensitivity(doc, df)
     section_importance(doc, df)

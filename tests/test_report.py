@@ -387,6 +387,41 @@ def test_across_tasks_each_task_is_ranked_on_the_device_with_the_most_methods(re
     assert "### cpu · ptb · cpu" in text and "### cpu · ptb · cuda" in text     # section 1 keeps both
 
 
+ORDER = ("gal", "zaremba", "naive", "semeniuta", "zoneout", "none")    # best first
+
+
+def test_sweep_defaults_are_ranked_too_and_each_task_compared_across_protocols(registry, sweep_protocol):
+    # sst2: the same order on cpu and at the sweep scale; ptb: the sweep's order only; sst5: cpu only
+    for s in range(2):
+        for i, m in enumerate(ORDER):
+            results.write_row(registry, row("sst2", m, "cpu", s, 85.0 - i + 0.1 * s))
+            results.write_row(registry, row("sst5", m, "cpu", s, 45.0 - i + 0.1 * s))
+            results.write_row(registry, row("sst2", m, "sweep", s, 75.0 - i + 0.1 * s))
+            results.write_row(registry, row("ptb", m, "sweep", s, 300.0 + 10 * i + s))
+        results.write_row(registry, row("ptb", "gal", "sweep", s, 10.0, p_word=0.3))    # a sweep point
+    df = results.read_registry(registry)
+    doc = report.build(df)
+    part = doc.text().split("## 2. Across tasks")[1].split("## 3.")[0]
+    sweep = part.split("### sweep")[1].split("### From one protocol")[0]
+    assert "rows at each method's default rates" in sweep and "not the leaderboard's" in sweep
+    assert "over 2 tasks and 6 methods" in sweep and re.search(r"^\| gal +\| 1\.00 +\| 1\.0 +\| 1\.0 ", sweep, re.M)
+    assert "cd_sweep.png" in doc.figures
+    tau, p = stats.kendall_tau(np.arange(6.0), np.arange(6.0))
+    assert (tau, p) == pytest.approx((1.0, 2 / math.factorial(6)))             # exact: 2 of 6! orders
+    assert re.search(r"^\| sst2 +\| cpu · sweep +\| 6 +\| 1\.00 ", part, re.M)
+    assert "ptb" not in part.split("### From one protocol")[1].split("*Reading:*")[0].split("Holm p")[1]
+    assert "the order carries over for sst2 (cpu · sweep, τ = 1.00)." in part
+    # reversed at the sweep scale: no task keeps its order
+    for f in (registry / "sst2").rglob("*.sweep.*.parquet"):
+        f.unlink()
+    for s in range(2):
+        for i, m in enumerate(ORDER):
+            results.write_row(registry, row("sst2", m, "sweep", s, 70.0 + i + 0.1 * s))
+    part = report.build(results.read_registry(registry)).text().split("## 2. Across tasks")[1]
+    assert re.search(r"^\| sst2 +\| cpu · sweep +\| 6 +\| -1\.00 ", part, re.M)
+    assert "no task keeps its order from one protocol to the other beyond chance" in part
+
+
 def test_one_at_a_time_points_give_main_effects_and_none_only_draws_the_scale(registry, sweep_protocol):
     for s in range(2):
         results.write_row(registry, row("sst2", "none", "sweep", s, 70.0, curve=[65, 72, 71], vloss=[0.6, 0.55, 0.62]))

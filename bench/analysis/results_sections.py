@@ -193,9 +193,15 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
         doc.add("No rows: this section needs the same methods on at least 2 tasks (e.g. `make campaign "
                 "PLAN=cpu`).", "")
         return
+    by_protocol = {}
     for protocol in sorted(set(ok.protocol)):
         sub, source, unused = one_device_per_task(ok[ok.protocol == protocol])
+        by_protocol[protocol] = sub
         doc.add(f"### {protocol}", "")
+        if protocol.startswith(select.SWEEP_PREFIX):
+            doc.add(f"`{protocol}` rows at each method's default rates: the sweeps' small model on a slice of "
+                    "the data (section 4), a cheaper second view of the order. Its absolute numbers are not "
+                    "the leaderboard's.", "")
         if len(set(source.values())) > 1 or unused:
             doc.add("Each task's ranks come from one device's table (seeds of different devices are never "
                     "pooled; a ranking within one task is): "
@@ -238,6 +244,44 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
         doc.figure(f"cd_{select.slug(protocol)}.png", fig, f"critical-difference diagram, {protocol}",
                    lead + together)
         agreement(doc, r, list(full.index), stat)
+    scale_agreement(doc, by_protocol)
+
+
+def scale_agreement(doc: Doc, by_protocol: dict) -> None:
+    """Does the order on a task carry over from one protocol (scale) to another? Per task ranked by two
+    protocols, Kendall's tau between their ranks of the methods both ran (>= 3), Holm over all pairs."""
+    means = {p: sub.groupby(["task", "method"]).test.mean() for p, sub in by_protocol.items()}
+    higher = {(p, t): bool(g.higher_is_better.iloc[0]) for p, sub in by_protocol.items()
+              for t, g in sub.groupby("task")}
+    rows, taus = [], []
+    protocols = sorted(by_protocol)
+    for i, a in enumerate(protocols):
+        for b in protocols[i + 1:]:
+            for task in sorted(set(by_protocol[a].task) & set(by_protocol[b].task)):
+                ma, mb = means[a].loc[task], means[b].loc[task]
+                common = sorted(set(ma.index) & set(mb.index))
+                if len(common) < 3:
+                    continue
+                ra = stats.ranks(ma[common].to_numpy()[None, :], higher[a, task])[0]
+                rb = stats.ranks(mb[common].to_numpy()[None, :], higher[b, task])[0]
+                rows.append((task, a, b, len(common)))
+                taus.append(stats.kendall_tau(ra, rb))
+    if not rows:
+        return
+    adj = stats.holm([p for _, p in taus])
+    doc.add("### From one protocol to another", "",
+            "Does a task's order of the methods at one scale predict its order at another? Kendall's τ "
+            "between the two protocols' ranks of the methods both ran on the task, and Holm's correction "
+            f"over the {len(rows)} comparison(s):", "")
+    doc.table([[t, f"{a} · {b}", str(k), fmt(tau), fmt_p(p), fmt_p(q)]
+               for (t, a, b, k), (tau, p), q in zip(rows, taus, adj)],
+              ["task", "protocols", "methods", "Kendall τ", "p", "Holm p"])
+    alike = [f"{t} ({a} · {b}, τ = {fmt(tau)})" for (t, a, b, _), (tau, _), q in zip(rows, taus, adj)
+             if tau > 0 and q < stats.ALPHA]
+    reading = ("the order carries over for " + "; ".join(alike) + "." if alike else
+               "no task keeps its order from one protocol to the other beyond chance (every Holm p ≥ 0.05): "
+               "on this evidence a cheap protocol's ranking cannot stand in for the leaderboard's.")
+    doc.add(f"*Reading:* {reading}", "")
 
 
 def agreement(doc: Doc, r: np.ndarray, tasks: list[str], friedman_stat: float) -> None:
