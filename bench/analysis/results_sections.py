@@ -280,7 +280,7 @@ def scale_agreement(doc: Doc, by_protocol: dict) -> None:
              if tau > 0 and q < stats.ALPHA]
     reading = ("the order carries over for " + "; ".join(alike) + "." if alike else
                "no task keeps its order from one protocol to the other beyond chance (every Holm p ≥ 0.05): "
-               "on this evidence a cheap protocol's ranking cannot stand in for the leaderboard's.")
+               "on this evidence the order at one scale says little about the order at the other.")
     doc.add(f"*Reading:* {reading}", "")
 
 
