@@ -4,8 +4,8 @@
 
 Deterministic: the same registry gives the same bytes (sorted inputs, fixed figure size and dpi,
 no Software metadata in the PNGs, a seeded fANOVA). Sections: 1 each table against zaremba, 2 ranks
-across tasks (also of the sweeps' default points, and from one protocol to another), 3 learning curves (each method's default config of every protocol but
-`sweep*`; `smoke` left out unless --include-smoke), 4 sensitivity and 5 importance of the dropout rates (rows of `sweep*` protocols),
+across tasks (also of the sweeps' default points, and from one protocol to another), 3 learning
+curves (each method's default config of every protocol but `sweep*`; `smoke` left out unless --include-smoke), 4 sensitivity and 5 importance of the dropout rates (rows of `sweep*` protocols),
 6 published numbers against ours (`paper*` protocols). The pieces live in bench/analysis/.
 """
 from __future__ import annotations
@@ -56,15 +56,17 @@ def build(df: pd.DataFrame, include_smoke: bool = False) -> Doc:
                 "plumbing on tiny models, they are not results (`--include-smoke` shows them).", "")
         main = df[results_protocols & ~smoke]
     chosen, notes = select.default_rows(main)
+    # the sweeps' default points: a second, cheaper view of the order across tasks (section 2)
+    sweep_defaults, sweep_notes = select.default_rows(df[df.protocol.str.startswith(select.SWEEP_PREFIX)])
     n_other = int(len(main) - len(chosen))
     if n_other:
         doc.add(f"{n_other} row(s) of these protocols ran a config other than their protocol's default and "
                 "are left out of sections 1–3.", "")
+    notes += [f"{n} (Section 2's ranking of the sweeps' default points.)" for n in sweep_notes]
     doc.add(*[f"- {n}" for n in notes], *([""] if notes else []))
     names = sorted(set(plugins.list_methods()) | set(df.method))
     section_tables(doc, chosen)
-    sweep_defaults, _ = select.default_rows(df[df.protocol.str.startswith(select.SWEEP_PREFIX)])
-    section_ranks(doc, pd.concat([chosen, sweep_defaults], ignore_index=True))  # sweeps: a second view
+    section_ranks(doc, pd.concat([chosen, sweep_defaults], ignore_index=True))
     section_curves(doc, chosen, names)
     section_sensitivity(doc, df)
     section_importance(doc, df)

@@ -365,6 +365,8 @@ def test_devices_are_never_pooled_and_undefined_sweep_protocols_are_said(registr
     assert "### cpu · ptb · cpu — test ppl" in text and "### cpu · ptb · cuda — test ppl" in text
     assert "| zaremba  | 100.50 |" in text and "| zaremba  | 90.50  |" in text
     assert "protocol 'sweep-gone' does not resolve for ptb · zoneout here" in text
+    assert ("sweep-gone · ptb · zoneout: the protocol's default config cannot be resolved and its rows have "
+            "3 configs; left out. (Section 2's ranking of the sweeps' default points.)") in text
     assert ("the validation loss moves most with z_c (by 0.400 across its values; two seeds of one setting "
             "differ by up to 0.010)") in text and "not told apart from noise" not in text
 
