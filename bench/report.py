@@ -5,7 +5,8 @@
 Deterministic: the same registry gives the same bytes (sorted inputs, fixed figure size and dpi,
 no Software metadata in the PNGs, a seeded fANOVA). Sections: 1 each table against zaremba, 2 ranks
 across tasks (also of the sweeps' default points, and from one protocol to another), 3 learning
-curves (each method's default config of every protocol but `sweep*`; `smoke` left out unless --include-smoke), 4 sensitivity and 5 importance of the dropout rates (rows of `sweep*` protocols),
+curves (each method's default config of every protocol but `sweep*`; `smoke` left out unless
+--include-smoke), 4 sensitivity and 5 importance of the dropout rates (rows of `sweep*` protocols),
 6 published numbers against ours (`paper*` protocols). The pieces live in bench/analysis/.
 """
 from __future__ import annotations

@@ -196,7 +196,6 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
     by_protocol = {}
     for protocol in sorted(set(ok.protocol)):
         sub, source, unused = one_device_per_task(ok[ok.protocol == protocol])
-        by_protocol[protocol] = sub
         doc.add(f"### {protocol}", "")
         if protocol.startswith(select.SWEEP_PREFIX):
             doc.add(f"`{protocol}` rows at each method's default rates: the sweeps' small model on a slice of "
@@ -208,6 +207,8 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
                     + ", ".join(f"{t} from {d}" for t, d in sorted(source.items()))
                     + (f"; not used: {', '.join(unused)}" if unused else "") + ".", "")
         means = sub.groupby(["task", "method"]).test.mean().unstack("method").sort_index().sort_index(axis=1)
+        higher = {t: bool(g.higher_is_better.iloc[0]) for t, g in sub.groupby("task")}
+        by_protocol[protocol] = means, higher
         full, tasks_out, methods_out = complete_block(means)
         if tasks_out or methods_out:
             doc.add("Left out to keep the design complete: "
@@ -218,7 +219,6 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
         if k < 3 or n < 2:
             doc.add(f"Needs ≥ 3 methods on ≥ 2 tasks; here {k} method(s) on {n} task(s) in a complete design.", "")
             continue
-        higher = {t: bool(sub[sub.task == t].higher_is_better.iloc[0]) for t in full.index}
         r = np.vstack([stats.ranks(full.loc[[t]].to_numpy(), higher[t]) for t in full.index])
         mean_rank = dict(zip(full.columns, r.mean(axis=0)))
         # Friedman on the ranks: the same statistic as on the raw values, with every task oriented
@@ -248,22 +248,21 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
 
 
 def scale_agreement(doc: Doc, by_protocol: dict) -> None:
-    """Does the order on a task carry over from one protocol (scale) to another? Per task ranked by two
-    protocols, Kendall's tau between their ranks of the methods both ran (>= 3), Holm over all pairs."""
-    means = {p: sub.groupby(["task", "method"]).test.mean() for p, sub in by_protocol.items()}
-    higher = {(p, t): bool(g.higher_is_better.iloc[0]) for p, sub in by_protocol.items()
-              for t, g in sub.groupby("task")}
+    """Does the order on a task carry over from one protocol (scale) to another? `by_protocol`: protocol
+    -> (task x method means, task -> higher is better), as section_ranks built them. Per task ranked by
+    two protocols, Kendall's tau between their ranks of the methods both ran (>= 3), Holm over all."""
     rows, taus = [], []
     protocols = sorted(by_protocol)
     for i, a in enumerate(protocols):
         for b in protocols[i + 1:]:
-            for task in sorted(set(by_protocol[a].task) & set(by_protocol[b].task)):
-                ma, mb = means[a].loc[task], means[b].loc[task]
+            (means_a, higher), (means_b, _) = by_protocol[a], by_protocol[b]
+            for task in sorted(set(means_a.index) & set(means_b.index)):
+                ma, mb = means_a.loc[task].dropna(), means_b.loc[task].dropna()
                 common = sorted(set(ma.index) & set(mb.index))
                 if len(common) < 3:
                     continue
-                ra = stats.ranks(ma[common].to_numpy()[None, :], higher[a, task])[0]
-                rb = stats.ranks(mb[common].to_numpy()[None, :], higher[b, task])[0]
+                ra = stats.ranks(ma[common].to_numpy()[None, :], higher[task])[0]
+                rb = stats.ranks(mb[common].to_numpy()[None, :], higher[task])[0]
                 rows.append((task, a, b, len(common)))
                 taus.append(stats.kendall_tau(ra, rb))
     if not rows:
