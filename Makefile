@@ -22,7 +22,7 @@ SEEDS    ?= $(if $(SEED),$(SEED),0)
 DEVICE   ?= auto
 SET      ?=
 PERF     ?=
-# CPU numerics (bench/numerics.py): `portable` rows verify bit for bit on any x86-64 host (smoke rows,
+# CPU numerics (bench/numerics.py): `portable` rows come out close on any x86-64 host (smoke rows,
 # re-run in CI), `native` runs the CPU's fastest kernels (several times faster: long protocols).
 NUMERICS ?= $(if $(filter smoke,$(PROTOCOL)),portable,native)
 

@@ -2,7 +2,7 @@
 
 Importing `bench` sets the CPU runtime before torch loads (see bench/numerics.py): OpenMP threads
 that sleep instead of spinning (runs share cores with campaigns and tests), and by default portable
-numerics, so a CPU row is bit-for-bit reproducible on any x86-64 host.
+numerics, so a CPU row replays bit for bit on the same CPU model and closely on any x86-64 host.
 """
 from bench import numerics as _numerics
 

@@ -35,9 +35,10 @@ def test_full_rerun_passes_exactly_then_catches_a_changed_metric(tiny_lm, tmp_pa
 
 def test_a_changed_learning_curve_fails_a_full_rerun(tiny_lm, tmp_path):
     out = run(tiny_lm, tmp_path, "zaremba")
-    curve = list(out.row["curve_train_loss"])
-    curve[0] += 1e-12
-    rewrite(out.path, curve_train_loss=curve)
+    curve = list(out.row["curve_valid"])
+    curve[0] *= 1 + 1e-15
+    assert curve[0] != out.row["curve_valid"][0]
+    rewrite(out.path, curve_valid=curve)
     assert not verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)[0]["ok"]
 
 
@@ -59,14 +60,34 @@ def test_tolerance_applies_when_the_fingerprint_differs(tiny_lm, tmp_path):
     assert res[0]["ok"] and not res[0]["exact"]
 
 
-def test_portable_numerics_ignore_the_cpu_model_native_numerics_do_not():
+def test_a_probe_replayed_elsewhere_compares_its_first_steps_only(tiny_lm, tmp_path):
+    """On another CPU model the optimizer amplifies rounding step by step: the first CROSS_STEPS
+    steps are compared within REL_TOL, later ones not; on the same fingerprint all, bit for bit."""
+    out = run(tiny_lm, tmp_path, "zoneout", "equal", epochs="1", hidden_size="8", emb_size="8", bptt="8")
+    probe = list(out.row["probe_loss"])
+    check = lambda: verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)[0]
+    late = probe[:verify.CROSS_STEPS] + [x * 1.01 for x in probe[verify.CROSS_STEPS:]]
+    rewrite(out.path, probe_loss=late)
+    assert not check()["ok"]                                 # same machine: every step, exactly
+    rewrite(out.path, probe_loss=late, numerics="native", cpu_model="Some Other CPU")
+    res = check()
+    assert res["ok"] and not res["exact"] and res["mode"] == f"probe {verify.CROSS_STEPS} steps"
+    early = list(late)
+    early[verify.CROSS_STEPS - 1] *= 1 + 10 * verify.REL_TOL
+    rewrite(out.path, probe_loss=early)
+    assert not check()["ok"]
+
+
+def test_the_cpu_model_is_part_of_every_cpu_fingerprint():
+    """Portable numerics narrow the gap between CPUs but do not close it for every task (SST and
+    Multi30k rows drift in their last bits between an Intel Xeon and an AMD EPYC): a row made on
+    another CPU model is compared within the tolerance, whatever its numerics."""
     fp = seeding.fingerprint(__import__("torch").device("cpu"))
-    other_cpu = SimpleNamespace(**dict(fp, cpu_model="Some Other CPU", cpu_isa="avx2"))
-    assert verify.same_fingerprint(other_cpu, dict(fp, numerics="portable")) == (
-        all(str(fp[k]) == str(getattr(other_cpu, k)) for k in verify.FINGERPRINT_KEYS))
-    native = dict(fp, numerics="native")
-    assert not verify.same_fingerprint(SimpleNamespace(**dict(native, cpu_model="Some Other CPU")), native)
-    assert verify.same_fingerprint(SimpleNamespace(**native), native)
+    for numerics in ("portable", "native"):
+        here = dict(fp, numerics=numerics)
+        assert verify.same_fingerprint(SimpleNamespace(**here), here)
+        assert not verify.same_fingerprint(SimpleNamespace(**dict(here, cpu_model="Some Other CPU")), here)
+        assert not verify.same_fingerprint(SimpleNamespace(**dict(here, cpu_isa="avx2")), here)
 
 
 def test_rows_trained_with_the_reference_cell_are_rerun_with_it(tiny_lm, tmp_path, monkeypatch):
