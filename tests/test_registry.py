@@ -65,3 +65,20 @@ def test_corrupt_and_invalid_files_are_named(registry):
 def test_empty_registry_has_the_schema(registry):
     df = results.read_registry(registry)
     assert df.empty and list(df.columns) == results.COLUMNS
+
+
+def test_a_symlinked_venv_does_not_make_the_tree_dirty(tmp_path):
+    """Campaign worktrees link the main checkout's .venv: git_state must not call that a code
+    change (the .gitignore pattern has to match a symlink, not only a folder)."""
+    import shutil
+    import subprocess
+    from bench.runner import REPO
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(REPO / ".gitignore", repo / ".gitignore")
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, capture_output=True, text=True, check=True).stdout
+    git("init", "-q")
+    git("add", ".gitignore")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    (repo / ".venv").symlink_to(tmp_path)
+    assert git("status", "--porcelain", "--untracked-files=all") == ""
