@@ -46,8 +46,8 @@ CROSS_STEPS = 3
 FINGERPRINT_KEYS = ("torch_version", "device", "threads", "numerics")
 # Portable numerics (bench/numerics.py) do not make every task bitwise portable: measured on an AMD
 # EPYC, the PTB and WikiText-2 smoke rows made on an Intel Xeon replay bit for bit, the SST and
-# Multi30k ones (whose LSTMs run on packed variable-length batches) drift in their last bits (up to
-# 5e-7 relative after 2-3 epochs). So the CPU model is part of every CPU fingerprint.
+# Multi30k ones drift in their last bits (up to 5e-7 relative after 2-3 epochs; the kernel at fault
+# is not pinned down). So the CPU model is part of every CPU fingerprint.
 CPU_KEYS = ("cpu_model", "cpu_isa", "cpu_capability")
 CUDA_KEYS = ("device_name", "cuda_version")
 CURVES = ("curve_train_loss", "curve_valid", "curve_valid_loss", "curve_lr")
