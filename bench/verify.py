@@ -158,12 +158,13 @@ def _replay(row, task, method, cfg, data, dev) -> dict:
         want = want if exact else want[:CROSS_STEPS]
         got = execute(task, method, cfg, data, int(row.seed), dev, progress=False, impl=impl,
                       max_steps=len(want), echo=lambda s: None)
-        ok = _all_close(got["probe_loss"], want, exact)
-        diffs = [_rel(float(a), float(b)) for a, b in zip(got["probe_loss"], want)]
-        worst = max(range(len(diffs)), key=diffs.__getitem__) if diffs else 0
+        losses = got["probe_loss"]
+        ok = _all_close(losses, want, exact)
+        diffs = [_rel(float(a), float(b)) for a, b in zip(losses, want)]
+        worst = max(range(len(diffs)), key=diffs.__getitem__, default=None)   # None: no step ran
         detail = (f"first {len(want)} step losses {[float(x) for x in want[:2]]!r}... -> "
-                  f"{[float(x) for x in got['probe_loss'][:2]]!r}..., largest relative difference "
-                  f"{diffs[worst] if diffs else 0:.1e} (step {worst + 1})")
+                  f"{[float(x) for x in losses[:2]]!r}..."
+                  + ("" if worst is None else f", largest relative difference {diffs[worst]:.1e} (step {worst + 1})"))
         mode = f"probe {len(want)} steps"
     ok = ok and config_mod.config_hash(cfg) == row.config_hash
     return dict(run_id=row.run_id, mode=mode, exact=exact, ok=ok, detail=detail)
