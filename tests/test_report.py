@@ -167,7 +167,7 @@ def test_every_pair_is_tested_with_holm_over_all_pairs(full):
     text = report.build(df).text()
     part = text.split("### cpu · ptb · cpu")[1].split("###")[0]
     assert "Every pair (3)" in part and "2 of the 3 pairs differ by more than seed noise" in part
-    assert "gal over zaremba" in part and "gal over naive" in part
+    assert "`gal` over `zaremba`" in part and "`gal` over `naive`" in part
     assert f"| **{np.mean(ZAREMBA) - np.mean(GAL):.2f}** |" in part     # row zaremba - column gal, bold
 
 
@@ -424,6 +424,18 @@ def test_sweep_defaults_are_ranked_too_and_each_task_compared_across_protocols(r
     assert "no task keeps its order from one protocol to the other beyond chance" in part
 
 
+def test_readings_name_the_none_baseline_as_code_not_as_the_word_none(registry, sweep_protocol):
+    # `none` (no noise) clearly worse than zaremba: the reading used to say "none are clearly better
+    # and none clearly worse", which reads as "no method is worse", the opposite of the table
+    for s, z in enumerate(ZAREMBA):
+        results.write_row(registry, row("ptb", "zaremba", "cpu", s, z, curve=[150 + s, 120, z]))
+        results.write_row(registry, row("ptb", "none", "cpu", s, z + 30, curve=[140 + s, 120, z + 30]))
+    text = report.build(results.read_registry(registry)).text()
+    assert "of the 1 methods tested against `zaremba`, no method is clearly better and `none` is clearly worse" in text
+    assert "`zaremba` over `none`" in text and "`none` peaked before the last epoch" in text
+    assert "none are clearly" not in text and "none clearly" not in text
+
+
 def test_one_at_a_time_points_give_main_effects_and_none_only_draws_the_scale(registry, sweep_protocol):
     for s in range(2):
         results.write_row(registry, row("sst2", "none", "sweep", s, 70.0, curve=[65, 72, 71], vloss=[0.6, 0.55, 0.62]))
@@ -439,7 +451,7 @@ def test_one_at_a_time_points_give_main_effects_and_none_only_draws_the_scale(re
     text = doc.text()
     assert "### sweep · sst2 · cpu · none" not in text
     assert "main effects only, without interactions" in text
-    assert "curves_sweep_sst2_cpu.png" in doc.figures and "none peaked before the last epoch" in text
+    assert "curves_sweep_sst2_cpu.png" in doc.figures and "`none` peaked before the last epoch" in text
 
 
 def test_a_sweep_of_one_parameter_gets_no_importance_only_its_sensitivity(registry, sweep_protocol):

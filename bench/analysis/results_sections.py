@@ -13,6 +13,12 @@ from bench.analysis.doc import Doc, fmt, fmt_p
 BASE = select.BASELINE
 
 
+def quoted(methods) -> str:
+    """Method names as code in the readings: the no-noise baseline is called `none`, which as a bare
+    word reads as "no method" ("none peaked ..."), the opposite of what is meant."""
+    return ", ".join(f"`{m}`" for m in methods)
+
+
 def _better(diff: float, higher: bool) -> bool:
     return diff > 0 if higher else diff < 0
 
@@ -83,14 +89,14 @@ def pairs_matrix(doc: Doc, unit: pd.DataFrame) -> None:
     doc.table(rows, ["method"] + order[:-1])
     clear = [d for d in pairs if d["clear"]]
     if clear:
-        said = "; ".join(f"{d['a']} over {d['b']} ({fmt(abs(d['diff']))})" for d in clear)
+        said = "; ".join(f"{quoted([d['a']])} over {quoted([d['b']])} ({fmt(abs(d['diff']))})" for d in clear)
         doc.add(f"*Reading:* {len(clear)} of the {len(pairs)} pairs differ by more than seed noise: {said}. "
                 f"The other {len(pairs) - len(clear)} gaps are within it.", "")
     else:
         tested = [d for d in pairs if not math.isnan(d["p"])]
         low = min(tested, key=lambda d: d["p"]) if tested else None
         doc.add(f"*Reading:* none of the {len(pairs)} gaps is larger than seed noise at these seed counts"
-                + (f" (the smallest p, {low['a']} against {low['b']}, is {fmt_p(low['p'])}, "
+                + (f" (the smallest p, {quoted([low['a']])} against {quoted([low['b']])}, is {fmt_p(low['p'])}, "
                    f"{fmt_p(low['p_holm'])} after Holm's correction)." if low else "."), "")
 
 
@@ -135,14 +141,15 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
         worse = [d["method"] for d in res if d["verdict"] == "worse"]
         tested = [d for d in res if d["method"] != BASE and not math.isnan(d["p_holm"])]
         if tested:
-            verdict = (f"of the {len(tested)} methods tested against {BASE}, "
-                       f"{', '.join(better) or 'none'} {'is' if len(better) == 1 else 'are'} clearly better and "
-                       f"{', '.join(worse) or 'none'} clearly worse after Holm's correction.")
+            verdict = (f"of the {len(tested)} methods tested against {quoted([BASE])}, "
+                       f"{quoted(better) or 'no method'} {'are' if len(better) > 1 else 'is'} clearly better and "
+                       f"{quoted(worse) or 'no method'} {'are' if len(worse) > 1 else 'is'} clearly worse "
+                       "after Holm's correction.")
         else:
             verdict = f"no method could be tested against {BASE} (each side needs ≥ 2 seeds)."
         doc.figure(f"means_{select.slug(protocol, task, device)}.png", fig,
                    f"test {metric} by method, {protocol} {task}",
-                   f"{shown[0]['method']} has the best mean test {metric} ({fmt(shown[0]['s'].mean)}); {verdict}")
+                   f"{quoted([shown[0]['method']])} has the best mean test {metric} ({fmt(shown[0]['s'].mean)}); {verdict}")
         pairs_matrix(doc, unit)
 
 
@@ -366,8 +373,8 @@ def unit_curves(doc: Doc, unit: pd.DataFrame, names: list[str]) -> None:
     top = sorted(last, key=lambda m: (-last[m] if higher else last[m], m))[0]
     turned = sorted(m for m, s in series.items() if len(s[1]) > 1 and
                     s[0][s[1].index(best[m])] < s[0][-1] and abs(last[m] - best[m]) > 1e-3 * abs(best[m]))
-    reading = f"after the last epoch {top} has the best mean validation {vm} ({fmt(last[top])}); "
-    reading += (f"{', '.join(turned)} peaked before the last epoch and then got worse (overfitting)."
+    reading = f"after the last epoch {quoted([top])} has the best mean validation {vm} ({fmt(last[top])}); "
+    reading += (f"{quoted(turned)} peaked before the last epoch and then got worse (overfitting)."
                 if turned else "no method's mean curve got worse after its best epoch.")
     doc.figure(f"curves_{select.slug(protocol, task, device)}.png", fig,
                f"validation {vm} per epoch, {protocol} {task}", reading)
