@@ -146,7 +146,7 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
                        f"{quoted(worse) or 'no method'} {'are' if len(worse) > 1 else 'is'} clearly worse "
                        "after Holm's correction.")
         else:
-            verdict = f"no method could be tested against {BASE} (each side needs ≥ 2 seeds)."
+            verdict = f"no method could be tested against {quoted([BASE])} (each side needs ≥ 2 seeds)."
         doc.figure(f"means_{select.slug(protocol, task, device)}.png", fig,
                    f"test {metric} by method, {protocol} {task}",
                    f"{quoted([shown[0]['method']])} has the best mean test {metric} ({fmt(shown[0]['s'].mean)}); {verdict}")
