@@ -188,6 +188,8 @@ def test_ranks_and_friedman_against_scipy(full):
     stat = sps.friedmanchisquare(*oriented.T).statistic
     assert f"Friedman χ² = {stat:.3f} over 4 tasks and 3 methods" in text
     assert re.search(r"^\| gal +\| 1\.00 +\| 1\.0 ", text, re.M)
+    # the CD reading names methods as code, like every other reading (gal-zaremba 1.125 < CD 1.657)
+    assert "`gal` ranks best (1.00) but is not told apart from `zaremba`." in text
     assert np.array_equal(stats.ranks(oriented, False), r)
     cd = stats.critical_difference(3, 4)
     assert cd == pytest.approx(2.343 * math.sqrt(3 * 4 / 24), rel=1e-3)      # Demsar's q_0.05 for k=3

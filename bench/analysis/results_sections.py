@@ -245,9 +245,9 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
         else:
             lead = f"over these {n} tasks the ranks do not differ more than chance (Friedman p = {fmt_p(p)}); "
         tied = [g for g in groups if order[0] in g]
-        together = (f"{order[0]} ranks best ({fmt(mean_rank[order[0]])}) but is not told apart from "
-                    f"{', '.join(x for x in tied[0] if x != order[0])}." if tied else
-                    f"{order[0]} ranks best ({fmt(mean_rank[order[0]])}), ahead of every other method by more than CD.")
+        together = (f"{quoted([order[0]])} ranks best ({fmt(mean_rank[order[0]])}) but is not told apart from "
+                    f"{quoted(x for x in tied[0] if x != order[0])}." if tied else
+                    f"{quoted([order[0]])} ranks best ({fmt(mean_rank[order[0]])}), ahead of every other method by more than CD.")
         doc.figure(f"cd_{select.slug(protocol)}.png", fig, f"critical-difference diagram, {protocol}",
                    lead + together)
         agreement(doc, r, list(full.index), stat)
