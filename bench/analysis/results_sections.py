@@ -27,13 +27,15 @@ def compare(unit: pd.DataFrame) -> tuple[list[dict], bool]:
     """One dict per method of a (protocol, task, device) table, best mean first: its summary and,
     against the baseline, the difference of means, Welch p, Holm-adjusted p, Hedges' g, verdict."""
     higher = bool(unit.higher_is_better.iloc[0])
-    ok = unit[unit.status == "ok"]
-    vals = {m: ok[ok.method == m].test.astype(float).tolist() for m in sorted(unit.method.unique())}
+    ok = unit[unit.status == "ok"].sort_values("seed", kind="stable")
+    seeds = {m: list(zip(ok[ok.method == m].seed.astype(int), ok[ok.method == m].test.astype(float)))
+             for m in sorted(unit.method.unique())}
+    vals = {m: [x for _, x in sv] for m, sv in seeds.items()}
     base = vals.get(BASE, [])
     out = []
     for m, v in vals.items():
         s = stats.summarize(v)
-        d = dict(method=m, s=s, diverged=int(((unit.method == m) & (unit.status != "ok")).sum()),
+        d = dict(method=m, s=s, seeds=seeds[m], diverged=int(((unit.method == m) & (unit.status != "ok")).sum()),
                  diff=math.nan, p=math.nan, g=math.nan, p_holm=math.nan)
         if m != BASE and base and v:
             d["diff"] = s.mean - float(np.mean(base))
@@ -58,6 +60,30 @@ def compare(unit: pd.DataFrame) -> tuple[list[dict], bool]:
             d["verdict"] = "no clear difference"
     out.sort(key=lambda d: (math.isnan(d["s"].mean), -d["s"].mean if higher else d["s"].mean, d["method"]))
     return out, higher
+
+
+FAR = 4.0      # a seed this many pooled seed-to-seed stds from its method's other seeds is named
+
+
+def far_seeds(res: list[dict]) -> list[dict]:
+    """Seeds far from their method's other seeds (methods with >= 3): |value - median of the method's
+    seeds| (robust to one such seed) over the pooled seed-to-seed std of the table's other methods (those
+    with >= 2 seeds) above FAR. With three seeds one such run carries its method's mean, std and test,
+    so the reading names it."""
+    out = []
+    for d in res:
+        if len(d["seeds"]) < 3:
+            continue
+        others = [[x for _, x in e["seeds"]] for e in res if e is not d and len(e["seeds"]) >= 2]
+        dof = sum(len(v) - 1 for v in others)
+        pooled = math.sqrt(sum((len(v) - 1) * np.var(v, ddof=1) for v in others) / dof) if dof else 0.0
+        if not pooled > 0:
+            continue
+        med = float(np.median([x for _, x in d["seeds"]]))
+        for seed, x in d["seeds"]:
+            if abs(x - med) > FAR * pooled:
+                out.append(dict(method=d["method"], seed=seed, value=x, median=med, ratio=abs(x - med) / pooled))
+    return out
 
 
 def pairwise(unit: pd.DataFrame) -> tuple[list[str], list[dict]]:
@@ -126,10 +152,11 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
             s = d["s"]
             n = f"{s.n}" + (f" (+{d['diverged']} diverged)" if d["diverged"] else "")
             ci = "—" if math.isnan(s.lo) else f"[{fmt(s.lo)}, {fmt(s.hi)}]"
-            rows.append([d["method"], fmt(s.mean), fmt(s.std), n, ci, fmt(d["diff"]), fmt_p(d["p"]),
+            by_seed = ", ".join(f"s{seed} {fmt(x)}" for seed, x in d["seeds"])
+            rows.append([d["method"], fmt(s.mean), fmt(s.std), n, ci, by_seed, fmt(d["diff"]), fmt_p(d["p"]),
                          fmt_p(d["p_holm"]), fmt(d["g"]), d["verdict"]])
-        doc.table(rows, ["method", "mean", "std", "n", "95% CI", f"Δ vs {BASE}", "p (Welch)", "p (Holm)",
-                         "Hedges' g", "verdict"])
+        doc.table(rows, ["method", "mean", "std", "n", "95% CI", "by seed", f"Δ vs {BASE}", "p (Welch)",
+                         "p (Holm)", "Hedges' g", "verdict"])
         shown = [d for d in res if d["s"].n]
         if not shown:
             doc.add("Every run of this table diverged: nothing to plot.", "")
@@ -150,6 +177,13 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
         doc.figure(f"means_{select.slug(protocol, task, device)}.png", fig,
                    f"test {metric} by method, {protocol} {task}",
                    f"{quoted([shown[0]['method']])} has the best mean test {metric} ({fmt(shown[0]['s'].mean)}); {verdict}")
+        far = far_seeds(res)
+        if far:
+            said = "; ".join(f"{quoted([f['method']])} seed {f['seed']} ({fmt(f['value'])}; the median of its seeds "
+                             f"{fmt(f['median'])}, {f['ratio']:.1f}× the pooled seed-to-seed std of the other "
+                             f"methods away)" for f in far)
+            doc.add(f"*A seed far from the rest:* {said}. One such run carries its method's mean, std and test "
+                    f"above; its learning curve (section 3) shows where it left the others.", "")
         pairs_matrix(doc, unit)
 
 
