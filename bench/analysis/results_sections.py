@@ -129,7 +129,9 @@ def pairs_matrix(doc: Doc, unit: pd.DataFrame) -> None:
 def section_tables(doc: Doc, df: pd.DataFrame) -> None:
     doc.add("## 1. Each table: means, confidence intervals, tests against zaremba and between every pair", "",
             f"Per protocol, task and device: the test metric's mean, sample standard deviation, number of "
-            f"seeds `n` and Student-t 95% confidence interval (CI) of the mean; then each method against "
+            f"seeds `n`, Student-t 95% confidence interval (CI) of the mean and each seed's value (a seed more "
+            f"than {FAR:g} pooled seed-to-seed stds from its method's median is named under the figure); "
+            f"then each method against "
             f"`{BASE}`, the field's baseline: the difference of means (method − {BASE}), the two-sided Welch "
             f"t-test p-value, that p-value Holm-corrected over the methods of the table (so that the chance "
             f"of any false 'better' or 'worse' in a table stays under 5%), and Hedges' g (the difference in "
