@@ -291,7 +291,7 @@ class Translation(Task):
                       eval_batch_size=100, lr_decay=2.0, lr_decay_start=10, init_range=0.1, beam_size=5),
         # `cpu`: a 2x256 attentional model, 10 epochs (lr halved after epoch 7), full data, beam 5 on
         # the full test set. Measured on a 2-core AMD EPYC, two 1-thread runs side by side: 32-39 min
-        # each, i.e. 16-20 machine-minutes a run (the 20-min budget); fraternal (two passes) about 69
+        # each, i.e. 16-20 machine-minutes a run (the 20-min budget); fraternal (two passes) 63-69 min
         "cpu": dict(emb_size=256, hidden_size=256, layers=2, epochs=10, batch_size=64, eval_batch_size=100,
                     lr_decay=2.0, lr_decay_start=7, init_range=0.1, beam_size=5, train_examples=0,
                     eval_examples=0),

@@ -439,7 +439,7 @@ def test_readings_name_the_none_baseline_as_code_not_as_the_word_none(registry, 
 
 
 def test_a_seed_far_from_its_methods_others_is_named_and_every_seed_is_listed(registry, sweep_protocol):
-    # gal's seed 2 (as on Multi30k in session 24: 26.0 BLEU beside 35.0 and 35.4) carries gal's mean
+    # gal's seed 2 (as on Multi30k `cpu`: 26.0 BLEU beside 35.0 and 35.4) carries gal's mean
     # and std: the reading names it; seeds within ordinary noise (naive's, zaremba's) are not named
     outlier = [80.0, 80.8, 110.0]
     for s in range(3):

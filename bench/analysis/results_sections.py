@@ -62,7 +62,7 @@ def compare(unit: pd.DataFrame) -> tuple[list[dict], bool]:
     return out, higher
 
 
-FAR = 4.0      # a seed this many pooled seed-to-seed stds from its method's other seeds is named
+FAR = 4.0      # a seed this many pooled seed-to-seed stds from its method's median is named
 
 
 def far_seeds(res: list[dict]) -> list[dict]:
@@ -185,7 +185,7 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
                              f"{fmt(f['median'])}, {f['ratio']:.1f}× the pooled seed-to-seed std of the other "
                              f"methods away)" for f in far)
             doc.add(f"*A seed far from the rest:* {said}. One such run carries its method's mean, std and test "
-                    f"above; its learning curve (section 3) shows where it left the others.", "")
+                    f"above; in section 3 its learning curve is an edge of its method's band.", "")
         pairs_matrix(doc, unit)
 
 
