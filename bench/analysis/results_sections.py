@@ -74,9 +74,7 @@ def far_seeds(res: list[dict]) -> list[dict]:
     for d in res:
         if len(d["seeds"]) < 3:
             continue
-        others = [[x for _, x in e["seeds"]] for e in res if e is not d and len(e["seeds"]) >= 2]
-        dof = sum(len(v) - 1 for v in others)
-        pooled = math.sqrt(sum((len(v) - 1) * np.var(v, ddof=1) for v in others) / dof) if dof else 0.0
+        pooled = stats.pooled_std([[x for _, x in e["seeds"]] for e in res if e is not d])
         if not pooled > 0:
             continue
         med = float(np.median([x for _, x in d["seeds"]]))

@@ -57,6 +57,13 @@ def holm(pvalues) -> list[float]:
     return out
 
 
+def pooled_std(groups) -> float:
+    """sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)) over the groups with >= 2 values; 0 when there are none."""
+    groups = [g for g in groups if len(g) >= 2]
+    dof = sum(len(g) - 1 for g in groups)
+    return math.sqrt(sum((len(g) - 1) * np.var(g, ddof=1) for g in groups) / dof) if dof else 0.0
+
+
 def hedges_g(a, b) -> float:
     """Hedges' g of a minus b, Cohen's d with the small-sample correction:
         s_p = sqrt(((n_a - 1) s_a^2 + (n_b - 1) s_b^2) / (n_a + n_b - 2))   (pooled sample std)
@@ -66,8 +73,7 @@ def hedges_g(a, b) -> float:
     na, nb = len(a), len(b)
     if na < 2 or nb < 2:
         return math.nan
-    sa, sb = np.var(a, ddof=1), np.var(b, ddof=1)
-    sp = math.sqrt(((na - 1) * sa + (nb - 1) * sb) / (na + nb - 2))
+    sp = pooled_std([a, b])
     if sp == 0:
         return math.nan
     d = (float(np.mean(a)) - float(np.mean(b))) / sp
