@@ -9,6 +9,7 @@ Long runs survive interruption: with a `Checkpoint`, the full state is saved at 
 """
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -189,11 +190,11 @@ def train(task, method, cfg, data, device, rng, log=lambda name, value, step: No
             state = task.init_state(data, cfg)
         t0 = time.perf_counter()
         batches = task.train_batches(data, cfg, epoch, rng)
+        for _ in itertools.islice(batches, skip):    # drawn again, not trained: the bar starts after them
+            pass
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, total=task.num_batches(data, cfg),
-                   disable=progress is False, mininterval=2.0 if sys.stderr.isatty() else 60.0)
-        for i, batch in enumerate(bar):
-            if i < skip:
-                continue
+                   initial=skip, disable=progress is False, mininterval=2.0 if sys.stderr.isatty() else 60.0)
+        for i, batch in enumerate(bar, start=skip):
             if pending is not None:                  # python/numpy/torch as at the interruption
                 set_rng_states(pending)
                 pending = None
