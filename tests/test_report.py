@@ -433,9 +433,13 @@ def test_readings_name_the_none_baseline_as_code_not_as_the_word_none(registry, 
         results.write_row(registry, row("ptb", "zaremba", "cpu", s, z, curve=[150 + s, 120, z]))
         results.write_row(registry, row("ptb", "none", "cpu", s, z + 30, curve=[140 + s, 120, z + 30]))
     text = report.build(results.read_registry(registry)).text()
-    assert "of the 1 methods tested against `zaremba`, no method is clearly better and `none` is clearly worse" in text
+    assert "of the 1 method tested against `zaremba`, no method is clearly better and `none` is clearly worse" in text
     assert "`zaremba` over `none`" in text and "`none` peaked before the last epoch" in text
     assert "none are clearly" not in text and "none clearly" not in text
+    # one pair: counted in the singular, and no Holm adjustment over "all 1 pairs"
+    assert "*Reading:* the one pair differs by more than seed noise: `zaremba` over `none`" in text
+    assert "(one pair, so no adjustment)" in text
+    assert not re.search(r"\b1 pairs|\b1 methods|other 0 gaps|1 of the 1\b", text)
 
 
 def test_a_seed_far_from_its_methods_others_is_named_and_every_seed_is_listed(registry, sweep_protocol):

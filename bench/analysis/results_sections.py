@@ -107,19 +107,23 @@ def pairs_matrix(doc: Doc, unit: pd.DataFrame) -> None:
         return
     cell = {(d["b"], d["a"]): f"**{fmt(-d['diff'])}**" if d["clear"] else fmt(-d["diff"]) for d in pairs}
     rows = [[r] + [cell.get((r, c), "") for c in order[:-1]] for r in order[1:]]
-    doc.add(f"Every pair ({len(pairs)}): row − column, in the table's metric; in bold where the Welch p, "
-            f"Holm-adjusted over all {len(pairs)} pairs, is below 0.05 (a gap the seed noise does not "
-            f"explain). Methods with ≥ 2 seeds, best mean first.", "")
+    over = f"Holm-adjusted over all {len(pairs)} pairs" if len(pairs) > 1 else "one pair, so no adjustment"
+    doc.add(f"Every pair ({len(pairs)}): row − column, in the table's metric; in bold where the Welch p "
+            f"({over}) is below 0.05 (a gap the seed noise does not explain). Methods with ≥ 2 seeds, "
+            f"best mean first.", "")
     doc.table(rows, ["method"] + order[:-1])
     clear = [d for d in pairs if d["clear"]]
     if clear:
         said = "; ".join(f"{quoted([d['a']])} over {quoted([d['b']])} ({fmt(abs(d['diff']))})" for d in clear)
-        doc.add(f"*Reading:* {len(clear)} of the {len(pairs)} pairs differ by more than seed noise: {said}. "
-                f"The other {len(pairs) - len(clear)} gaps are within it.", "")
+        rest = len(pairs) - len(clear)
+        head = (f"{len(clear)} of the {len(pairs)} pairs differ" if len(pairs) > 1 else "the one pair differs")
+        tail = f" The other {rest} gap{' is' if rest == 1 else 's are'} within it." if rest else ""
+        doc.add(f"*Reading:* {head} by more than seed noise: {said}.{tail}", "")
     else:
         tested = [d for d in pairs if not math.isnan(d["p"])]
         low = min(tested, key=lambda d: d["p"]) if tested else None
-        doc.add(f"*Reading:* none of the {len(pairs)} gaps is larger than seed noise at these seed counts"
+        doc.add(f"*Reading:* {f'none of the {len(pairs)} gaps is' if len(pairs) > 1 else 'the one gap is not'} "
+                "larger than seed noise at these seed counts"
                 + (f" (the smallest p, {quoted([low['a']])} against {quoted([low['b']])}, is {fmt_p(low['p'])}, "
                    f"{fmt_p(low['p_holm'])} after Holm's correction)." if low else "."), "")
 
@@ -168,7 +172,7 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
         worse = [d["method"] for d in res if d["verdict"] == "worse"]
         tested = [d for d in res if d["method"] != BASE and not math.isnan(d["p_holm"])]
         if tested:
-            verdict = (f"of the {len(tested)} methods tested against {quoted([BASE])}, "
+            verdict = (f"of the {len(tested)} method{'s' if len(tested) > 1 else ''} tested against {quoted([BASE])}, "
                        f"{quoted(better) or 'no method'} {'are' if len(better) > 1 else 'is'} clearly better and "
                        f"{quoted(worse) or 'no method'} {'are' if len(worse) > 1 else 'is'} clearly worse "
                        "after Holm's correction.")
