@@ -189,9 +189,8 @@ def train(task, method, cfg, data, device, rng, log=lambda name, value, step: No
             s["epoch_rng"] = rng.bit_generator.state
             state = task.init_state(data, cfg)
         t0 = time.perf_counter()
-        batches = task.train_batches(data, cfg, epoch, rng)
-        for _ in itertools.islice(batches, skip):    # drawn again, not trained: the bar starts after them
-            pass
+        batches = iter(task.train_batches(data, cfg, epoch, rng))     # a task may return a list
+        next(itertools.islice(batches, skip, skip), None)   # drawn again, not trained: the bar starts after them
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, total=task.num_batches(data, cfg),
                    initial=skip, disable=progress is False, mininterval=2.0 if sys.stderr.isatty() else 60.0)
         for i, batch in enumerate(bar, start=skip):

@@ -34,7 +34,11 @@ for name in ("train.txt", "valid.txt", "test.txt"):
     gz = (root / (name + ".gz")).read_bytes()
     files.append(DataFile(name, hashlib.sha256(gz).hexdigest(), hashlib.sha256(gzip.decompress(gz)).hexdigest()))
 register_dataset(DatasetSpec(name="resumelm", files=tuple(files), url="file:///fixture"))
-register_task(LanguageModelling("resumelm", "resumelm", ("train.txt", "valid.txt", "test.txt"), "resume fixture"))
+class ListBatches(LanguageModelling):       # train_batches may be any iterable, a list too
+    def train_batches(self, data, cfg, epoch, rng):
+        return list(super().train_batches(data, cfg, epoch, rng))
+kind = ListBatches if os.environ.get("RESUMELM_LIST") else LanguageModelling
+register_task(kind("resumelm", "resumelm", ("train.txt", "valid.txt", "test.txt"), "resume fixture"))
 '''
 SET = ["epochs=4", "hidden_size=48", "emb_size=48", "train_tokens=0", "eval_tokens=0", "bptt=10"]
 
@@ -124,8 +128,16 @@ def next_run_dir(runs: Path, proc, timeout=60.0) -> Path:
     return next(p for p in runs.iterdir() if p.is_dir())
 
 
-def test_sigterm_mid_epoch_checkpoints_exits_3_and_resumes_bitwise(resume_env):
+@pytest.mark.parametrize("as_list", [False, True], ids=["generator", "list"])
+def test_sigterm_mid_epoch_checkpoints_exits_3_and_resumes_bitwise(resume_env, as_list, monkeypatch):
     env, tmp = resume_env
+    if as_list:                     # the batches a mid-epoch resume skips must be skipped in a list too
+        from bench import plugins
+        env["RESUMELM_LIST"] = "1"
+        monkeypatch.setenv("RESUMELM_LIST", "1")
+        plugins.unregister("task", "resumelm")
+        plugins.load_directory(str(tmp / "plugins"))
+        assert type(plugins.get_task("resumelm")).__name__ == "ListBatches"
     ref = reference_row(env, tmp, "curriculum")
     proc = subprocess.Popen(cmd("curriculum"), env=env, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
