@@ -192,6 +192,9 @@ def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: 
     commit, dirty = git_state()
     plugin_sha, plugin_dirty = plugin_provenance(plugin_files(task, method, cfg))
     with RunLock(folder), StopSignal() as stop:
+        existing = results.find_run(registry, run_id)   # another process finished it while data loaded
+        if existing:
+            return Outcome(results.read_row(existing), existing, new=False)
         ckpt = Checkpoint(folder / "checkpoint.pt", echo=echo)
         if os.environ.get("FRESH") == "1":
             ckpt.delete()

@@ -201,6 +201,27 @@ def test_a_run_already_running_elsewhere_is_refused(tiny_lm, tmp_path):
     assert runner.run(task.name, "zaremba", "smoke", **args).new      # the lock is free again
 
 
+def test_a_run_finished_elsewhere_while_its_data_loaded_is_not_trained_again(tiny_lm, tmp_path, monkeypatch):
+    """The registry is looked up before the data load and again under the run's lock: a run another
+    process registered in between (e.g. a second campaign with the same run) is returned, not retrained."""
+    task, root = tiny_lm
+    done = runner.run(task.name, "zaremba", "smoke", registry=tmp_path / "other", runs_dir=tmp_path / "r1",
+                      data_dir=root, device="cpu")
+    target = tmp_path / "reg" / done.path.relative_to(tmp_path / "other")
+
+    class FinishedMeanwhile(RunLock):
+        def __enter__(self):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(done.path.read_bytes())      # the other process lands its row
+            return super().__enter__()
+
+    monkeypatch.setattr(runner, "RunLock", FinishedMeanwhile)
+    out = runner.run(task.name, "zaremba", "smoke", registry=tmp_path / "reg", runs_dir=tmp_path / "r2",
+                     data_dir=root, device="cpu")
+    assert not out.new and out.path == target and out.row["test"] == done.row["test"]
+    assert not (tmp_path / "r2" / done.row["run_id"] / "checkpoint.pt").exists()
+
+
 class _StopAfter:
     """A stop signal that asks for a stop once `n` optimizer steps were taken (counted by reads)."""
 
