@@ -168,6 +168,8 @@ def test_every_pair_is_tested_with_holm_over_all_pairs(full):
     part = text.split("### cpu · ptb · cpu")[1].split("###")[0]
     assert "Every pair (3)" in part and "2 of the 3 pairs differ by more than seed noise" in part
     assert "`gal` over `zaremba`" in part and "`gal` over `naive`" in part
+    a, b = [m for m in order if m != "gal"]
+    assert f"The other gap, `{a}` against `{b}` (0.00), is within it." in part      # named, singular
     assert f"| **{np.mean(ZAREMBA) - np.mean(GAL):.2f}** |" in part     # row zaremba - column gal, bold
 
 
