@@ -234,7 +234,7 @@ class LanguageModelling(Task):
 # At this size the unregularised model overfits (its valid ppl turns upward), so regularisation
 # matters. Methods keep their own recipes (AWD's NT-ASGD) and use rates for a 200-unit model (their
 # `cpu` entries in baselines/). Measured on a 2-core AMD EPYC, two 1-thread runs side by side: none and
-# zaremba 56-66 min each, naive and zoneout 69-70 min, i.e. 28-35 machine-minutes a run.
+# zaremba 56-66 min each, naive and zoneout 69-79 min, i.e. 28-40 machine-minutes a run.
 PTB_CPU = dict(emb_size=200, hidden_size=200, layers=2, tie_weights=False, epochs=13, batch_size=20,
                bptt=35, train_tokens=0, eval_tokens=0, init_range=0.1, lr_decay=1.6, lr_decay_start=6)
 
