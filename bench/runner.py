@@ -181,9 +181,12 @@ def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: 
     seeding.set_threads()
     cfg_hash = config_mod.config_hash(cfg)
     run_id = make_run_id(task.name, method.name, protocol, seed, dev.type, cfg_hash)
-    existing = results.find_run(registry, run_id)
-    if existing:
-        return Outcome(results.read_row(existing), existing, new=False)
+    def registered() -> Outcome | None:
+        path = results.find_run(registry, run_id)
+        return Outcome(results.read_row(path), path, new=False) if path else None
+
+    if done := registered():
+        return done
     results.read_registry(registry)         # a corrupt registry is reported now, not after training
     check_writable(registry, "registry")
     folder = runs_dir / run_id
@@ -192,9 +195,8 @@ def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: 
     commit, dirty = git_state()
     plugin_sha, plugin_dirty = plugin_provenance(plugin_files(task, method, cfg))
     with RunLock(folder), StopSignal() as stop:
-        existing = results.find_run(registry, run_id)   # another process finished it while data loaded
-        if existing:
-            return Outcome(results.read_row(existing), existing, new=False)
+        if done := registered():            # another process finished it while the data loaded
+            return done
         ckpt = Checkpoint(folder / "checkpoint.pt", echo=echo)
         if os.environ.get("FRESH") == "1":
             ckpt.delete()

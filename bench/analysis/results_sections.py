@@ -117,10 +117,10 @@ def pairs_matrix(doc: Doc, unit: pd.DataFrame) -> None:
         said = "; ".join(f"{quoted([d['a']])} over {quoted([d['b']])} ({fmt(abs(d['diff']))})" for d in clear)
         rest = len(pairs) - len(clear)
         head = (f"{len(clear)} of the {len(pairs)} pairs differ" if len(pairs) > 1 else "the one pair differs")
-        other = next((d for d in pairs if not d["clear"]), None)
-        tail = (f" The other {rest} gaps are within it." if rest > 1 else
-                f" The other gap, {quoted([other['a']])} against {quoted([other['b']])} "
-                f"({fmt(abs(other['diff']))}), is within it." if rest else "")
+        tail = f" The other {rest} gaps are within it." if rest > 1 else ""
+        if rest == 1:
+            d = next(d for d in pairs if not d["clear"])
+            tail = f" The other gap, {quoted([d['a']])} against {quoted([d['b']])} ({fmt(abs(d['diff']))}), is within it."
         doc.add(f"*Reading:* {head} by more than seed noise: {said}.{tail}", "")
     else:
         tested = [d for d in pairs if not math.isnan(d["p"])]
