@@ -190,6 +190,23 @@ class Estimator:
         return self.cache[key]
 
 
+def progress(path: Path, epochs: int) -> tuple[float, str]:
+    """How far a checkpointed run got: (fraction of its training done, e.g. 'epoch 10/13, 4% of it'),
+    from the loop counters (bench/train.py). In epoch 1 the epoch's length is not known yet: 0 done."""
+    from bench.checkpoint import Checkpoint
+    loop = (Checkpoint(path, echo=lambda msg: print(msg, file=sys.stderr)).load() or {}).get("loop")
+    if not loop:
+        return 0.0, "unreadable: from scratch"
+    epoch, batch, step = loop["epoch"], loop["batch"], loop["step"]
+    if epoch > epochs:
+        return 1.0, "training done"
+    if epoch == 1:
+        return 0.0, f"epoch 1/{epochs}, step {step}"
+    per_epoch = (step - batch) / (epoch - 1)
+    part = min(batch / per_epoch, 1.0) if per_epoch > 0 else 0.0
+    return min((epoch - 1 + part) / epochs, 1.0), f"epoch {epoch}/{epochs}, {part:.0%} of it"
+
+
 def speed_key(spec: plans.RunSpec) -> str:
     """The config as far as speed goes: a method option's float value (a rate, kappa, gamma) only
     matters by being zero or not (which noise runs, hence which rnn path), so the points of a sweep
@@ -293,15 +310,23 @@ def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "l
             outcomes.append(Outcome(spec, "skipped-data-absent", absent[spec.task]))
         else:
             pending.append(spec)
-    resume = {s.run_id for s in pending if (runs / s.run_id / "checkpoint.pt").exists()}
+    resume = {s.run_id: progress(runs / s.run_id / "checkpoint.pt", s.cfg["epochs"]) for s in pending
+              if (runs / s.run_id / "checkpoint.pt").exists()}
     print(f"{name}: {len(specs)} runs: {len(pending)} to run ({len(resume)} resume from a checkpoint), "
           f"{len(specs) - len(pending)} skipped; {workers} {backend} worker(s) x {threads} thread(s) on {dtype}"
           + (f"; budget {fmt_s(budget * 60)}" if budget else ""))
     estimates = {}
     if dry or budget:
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if busy > 0.5:
+            print(f"note: this machine is busy (1-min load {busy:.1f} on {cores()} core(s)): speeds measured "
+                  f"now, and the estimates made from them, are pessimistic")
         estimator = Estimator(registry, dtype, data_dir, threads)
         for spec in tqdm(pending, desc="estimating", unit="run", leave=False):
-            estimates[spec.run_id] = estimator(spec)
+            est, source = estimator(spec)
+            if spec.run_id in resume and est is not None:      # only the steps after the checkpoint
+                est = START_S + (est - START_S) * (1 - resume[spec.run_id][0])
+            estimates[spec.run_id] = est, source
     if dry:
         return print_dry(pending, outcomes, estimates, resume, workers)
 
@@ -422,8 +447,8 @@ def execute(pending, backend, workers, deadline, estimates, stop, env, device, d
 
 
 def print_dry(pending, outcomes, estimates, resume, workers) -> int:
-    rows = [[s.run_id, "resume" if s.run_id in resume else "new", fmt_s(estimates[s.run_id][0]),
-             estimates[s.run_id][1]] for s in pending]
+    rows = [[s.run_id, f"resume ({resume[s.run_id][1]})" if s.run_id in resume else "new",
+             fmt_s(estimates[s.run_id][0]), estimates[s.run_id][1]] for s in pending]
     print(tabulate(rows, headers=["pending run", "state", "estimate", "estimate from"], tablefmt="simple"))
     known = [e for e, _ in (estimates[s.run_id] for s in pending) if e is not None]
     unknown = len(pending) - len(known)

@@ -245,6 +245,44 @@ def test_budget_defers_runs_whose_estimate_does_not_fit(tmp_path, camp_env, caps
     assert registry_ids() == set()
 
 
+def write_checkpoint(spec, **loop):
+    import torch
+    path = campaign.runs_dir() / spec.run_id / "checkpoint.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(dict(loop=dict(dict(epoch=1, batch=0, step=0), **loop)), path)
+    return path
+
+
+def test_a_checkpoints_progress_is_read_from_its_loop_counters(tmp_path):
+    spec = specs_of(str(REPO / "plans" / "smoke.toml"))[0]
+    # 13 epochs of 100 steps: 9 done, 54 steps into the 10th
+    assert campaign.progress(write_checkpoint(spec, epoch=10, batch=54, step=954), 13) == \
+        pytest.approx((9.54 / 13, "epoch 10/13, 54% of it"))
+    assert campaign.progress(write_checkpoint(spec, epoch=3, batch=0, step=200), 4) == (0.5, "epoch 3/4, 0% of it")
+    assert campaign.progress(write_checkpoint(spec, epoch=5, batch=0, step=400), 4) == (1.0, "training done")
+    # in epoch 1 the epoch's length is unknown: counted as nothing done, never as more
+    assert campaign.progress(write_checkpoint(spec, epoch=1, batch=30, step=30), 4) == (0.0, "epoch 1/4, step 30")
+    bad = write_checkpoint(spec)
+    bad.write_bytes(b"not a checkpoint")
+    assert campaign.progress(bad, 4) == (0.0, "unreadable: from scratch")
+
+
+def test_a_resumed_runs_estimate_counts_only_the_steps_after_its_checkpoint(tmp_path, camp_env, capsys,
+                                                                             monkeypatch):
+    """A budget once deferred a run with one epoch of thirteen left because its whole-run estimate
+    did not fit; DRY=1 printed the whole run too."""
+    specs = specs_of(write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\n'
+                                          'methods = ["zaremba"]\nseeds = [0, 1]\n'))
+    epochs = specs[0].cfg["epochs"]
+    write_checkpoint(specs[0], epoch=epochs, batch=0, step=10 * (epochs - 1))     # the last epoch left
+    whole = 1000.0 * epochs + campaign.START_S
+    monkeypatch.setattr(campaign.Estimator, "__call__", lambda self, spec: (whole, "stub speed"))
+    assert campaign.run_campaign(specs, device="cpu", dry=True, data_dir=camp_env) == 0
+    out = capsys.readouterr().out
+    assert f"resume (epoch {epochs}/{epochs}, 0% of it)" in out
+    assert campaign.fmt_s(1000.0 + campaign.START_S) in out and campaign.fmt_s(whole) in out
+
+
 def test_the_deadline_sends_sigterm_and_waits_for_the_checkpoint(tmp_path):
     script = ("import signal, sys, time\n"
               "signal.signal(signal.SIGTERM, lambda *a: (print('checkpointed'), sys.exit(3)))\n"
