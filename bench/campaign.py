@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -29,10 +30,12 @@ from tqdm import tqdm
 from bench import config as config_mod
 from bench import plans, plugins, results
 from bench.data import REPO, default_data_dir
-from bench.errors import UsageError, choose
+from bench.errors import EXIT_USAGE, UsageError, choose
+from bench.runlock import RunLock
 
 BACKENDS = ("local", "ray")
-STATUSES = ("done", "stopped", "failed", "skipped-registered", "skipped-data-absent", "deferred")
+STATUSES = ("done", "stopped", "failed", "skipped-registered", "skipped-data-absent", "skipped-running",
+            "deferred")
 START_S = 3.0            # interpreter, torch and plugin import of each run's process
 WARMUP_STEPS = 2         # untimed optimizer steps before a speed measurement (allocations, caches)
 MEASURE_STEPS = 10       # timed optimizer steps per measured speed; their median is the step time
@@ -79,10 +82,10 @@ def command(spec: plans.RunSpec, device: str, data_dir: Path) -> list[str]:
 
 
 def run_subprocess(cmd: list[str], env: dict, log: str, cwd: str, deadline: float | None = None,
-                   stop: threading.Event | None = None) -> int:
+                   stop: threading.Event | None = None, cpus: set[int] | None = None) -> int:
     """Run cmd with the BENCH_* variables of `env` (replacing this process's), output appended to
-    `log`; SIGTERM it at `deadline` (time.time()) or when `stop` is set, then wait for it to
-    checkpoint and exit. Returns its exit code. Also Ray's remote function."""
+    `log`, on the cores `cpus` if given; SIGTERM it at `deadline` (time.time()) or when `stop` is
+    set, then wait for it to checkpoint and exit. Returns its exit code. Also Ray's remote function."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")} | env
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as out:
@@ -90,6 +93,8 @@ def run_subprocess(cmd: list[str], env: dict, log: str, cwd: str, deadline: floa
         out.flush()
         proc = subprocess.Popen(cmd, cwd=cwd, env=full, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        if cpus:        # set before the interpreter has started a thread: all of them inherit it
+            os.sched_setaffinity(proc.pid, cpus)
         try:
             while proc.poll() is None:
                 if (deadline is not None and time.time() >= deadline) or (stop is not None and stop.is_set()):
@@ -110,14 +115,32 @@ def _terminate(proc: subprocess.Popen) -> int:
         return proc.wait()
 
 
-class LocalBackend:
-    """WORKERS threads, each running one subprocess at a time."""
+def cpu_sets(workers: int, threads: int) -> list[set[int]] | None:
+    """Disjoint cores for each of WORKERS CPU runs (`threads` each), or None when there is one
+    worker or too few cores. Unpinned runs migrate between cores and their OpenMP threads thrash."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if workers < 2 or len(cpus) < workers * threads:
+        return None
+    return [set(cpus[i * threads:(i + 1) * threads]) for i in range(workers)]
 
-    def __init__(self, stop: threading.Event):
-        self.stop = stop
+
+class LocalBackend:
+    """WORKERS threads, each running one subprocess at a time; with `pins`, each subprocess runs on
+    a set of cores no other run of this campaign has (one set per worker)."""
+
+    def __init__(self, stop: threading.Event, pins: list[set[int]] | None = None):
+        self.stop, self.free = stop, queue.SimpleQueue()
+        for cpus in pins or [None]:
+            self.free.put(cpus)
+        self.pinned = pins is not None
 
     def run(self, cmd, env, log, deadline) -> int:
-        return run_subprocess(cmd, env, log, str(REPO), deadline, self.stop)
+        cpus = self.free.get() if self.pinned else None
+        try:
+            return run_subprocess(cmd, env, log, str(REPO), deadline, self.stop, cpus)
+        finally:
+            if self.pinned:
+                self.free.put(cpus)
 
     def close(self):
         """Nothing to shut down: the local backend starts no service."""
@@ -312,8 +335,10 @@ def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "l
             pending.append(spec)
     resume = {s.run_id: progress(runs / s.run_id / "checkpoint.pt", s.cfg["epochs"]) for s in pending
               if (runs / s.run_id / "checkpoint.pt").exists()}
+    pins = cpu_sets(workers, threads) if backend == "local" and dtype == "cpu" else None
     print(f"{name}: {len(specs)} runs: {len(pending)} to run ({len(resume)} resume from a checkpoint), "
           f"{len(specs) - len(pending)} skipped; {workers} {backend} worker(s) x {threads} thread(s) on {dtype}"
+          + (", each on its own core(s): " + " | ".join(",".join(map(str, sorted(c))) for c in pins) if pins else "")
           + (f"; budget {fmt_s(budget * 60)}" if budget else ""))
     estimates = {}
     if dry or budget:
@@ -332,10 +357,10 @@ def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "l
 
     stop = threading.Event()
     back = (RayBackend(stop, threads, 1.0 / workers if dtype == "cuda" else 0) if backend == "ray"
-            else LocalBackend(stop))
+            else LocalBackend(stop, pins))
     try:
         outcomes += execute(pending, back, workers, deadline, estimates, stop, child_env(threads, numerics), device,
-                            data_dir, runs / "logs")
+                            data_dir, runs)
     finally:
         back.close()
     failed = [o for o in outcomes if o.status == "failed"]
@@ -348,6 +373,10 @@ def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "l
         code = code or 4
     print_summary(outcomes)
     return code
+
+
+def held_by(pid: str) -> str:
+    return f"already running in pid {pid} (another campaign or `make bench`): that process trains it"
 
 
 def status_of(rc: int | None, stopping: bool) -> str:
@@ -371,10 +400,10 @@ def crashed(rc: int | None) -> bool:
     return rc is not None and rc < 0 and -rc in CRASH_SIGNALS
 
 
-def execute(pending, backend, workers, deadline, estimates, stop, env, device, data_dir, logs) -> list[Outcome]:
+def execute(pending, backend, workers, deadline, estimates, stop, env, device, data_dir, runs) -> list[Outcome]:
     """WORKERS runs at a time in `pending` order, one tqdm line; at `deadline` (time.time()) the
     running runs get SIGTERM and the rest are deferred; SIGTERM/SIGINT stop the campaign likewise."""
-    count = dict.fromkeys(("done", "stopped", "failed", "deferred", "running"), 0)
+    count = dict.fromkeys(("done", "stopped", "failed", "deferred", "skipped-running", "running"), 0)
     lock = threading.Lock()
     bar = tqdm(total=len(pending), desc="campaign", unit="run", dynamic_ncols=True, mininterval=0)
 
@@ -394,13 +423,15 @@ def execute(pending, backend, workers, deadline, estimates, stop, env, device, d
     def job(spec):
         if stop.is_set():
             return finish(Outcome(spec, "deferred", "the campaign was stopped"))
+        if holder := RunLock.holder(runs / spec.run_id):
+            return finish(Outcome(spec, "skipped-running", held_by(holder)))
         est = estimates.get(spec.run_id, (None, ""))[0]
         if deadline is not None:
             left = deadline - time.time()
             if left <= 0 or (est is not None and est > left):
                 return finish(Outcome(spec, "deferred", f"over budget: estimate {fmt_s(est)}, "
                                                         f"{fmt_s(max(left, 0))} left"))
-        log = logs / f"{spec.run_id}.log"
+        log = runs / "logs" / f"{spec.run_id}.log"
         with lock:
             count["running"] += 1
             show()
@@ -419,7 +450,9 @@ def execute(pending, backend, workers, deadline, estimates, stop, env, device, d
         retried = "crashed by a signal and retried once" if attempt == 2 else ""
         with lock:
             count["running"] -= 1
-        if status == "failed":
+        if status == "failed" and rc == EXIT_USAGE and (holder := RunLock.holder(runs / spec.run_id)):
+            status, detail = "skipped-running", held_by(holder)     # taken between our check and its start
+        elif status == "failed":
             detail = f"exit code {rc}, log {log}{detail}" + (f" ({retried}, again)" if retried else "")
         else:
             detail = retried
@@ -465,7 +498,7 @@ def print_dry(pending, outcomes, estimates, resume, workers) -> int:
 def print_summary(outcomes: list[Outcome]) -> None:
     print("summary: " + ", ".join(f"{s} {sum(o.status == s for o in outcomes)}" for s in STATUSES))
     for o in outcomes:
-        if o.status in ("failed", "deferred", "skipped-data-absent"):
+        if o.status in ("failed", "deferred", "skipped-data-absent", "skipped-running"):
             print(f"{o.status}: {o.spec.run_id}: {o.detail}")
 
 

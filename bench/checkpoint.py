@@ -7,7 +7,6 @@ CUDA and the task's numpy Generator). Written atomically: temp file, fsync, rena
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import signal
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.errors import UsageError
+from bench.runlock import RunLock  # noqa: F401  (re-exported: the run's lock lives with its checkpoint)
 
 
 class Interrupted(Exception):
@@ -121,34 +120,4 @@ class StopSignal:
         for s, h in self._old.items():
             signal.signal(s, h)
         self._old = {}
-
-
-class RunLock:
-    """An exclusive lock on runs/<run_id>/lock for the life of the process (released by the kernel
-    even on SIGKILL). A second process for the same run id is refused at once."""
-
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / "lock"
-        self._fd = None
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise UsageError(f"run {self.path.parent.name} is already running (pid {holder}, lock "
-                             f"{self.path}); wait for it to finish, or stop that process") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc):
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
 

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench.errors import UsageError
+from bench.errors import EXIT_USAGE, UsageError
 
 
 def _seeds(text: str) -> list[int]:
@@ -37,7 +37,7 @@ def _names(text: str, all_names: list[str]) -> list[str]:
     return list(all_names) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
 
 
-EXIT_USAGE, EXIT_INTERRUPTED, EXIT_AFTER_WRITE = 2, 3, 4
+EXIT_INTERRUPTED, EXIT_AFTER_WRITE = 3, 4
 
 
 def _summary(row: dict, path) -> str:

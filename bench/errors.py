@@ -1,6 +1,9 @@
 """Errors that mean "the user asked for something wrong": the CLI prints them and exits 2."""
 
 
+EXIT_USAGE = 2
+
+
 class UsageError(Exception):
     """Bad input (unknown name, bad option, missing or corrupt data). Exit code 2."""
 

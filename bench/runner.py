@@ -21,7 +21,8 @@ import torch
 
 from bench import config as config_mod
 from bench import plugins, results, seeding
-from bench.checkpoint import Checkpoint, RunLock, StopSignal
+from bench.checkpoint import Checkpoint, StopSignal
+from bench.runlock import RunLock
 from bench.data import REPO, default_data_dir
 from bench.errors import UsageError
 from bench.train import train

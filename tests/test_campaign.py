@@ -320,6 +320,83 @@ def test_a_crashed_run_is_recorded_while_the_others_finish_and_the_campaign_exit
     assert registry_ids() == {good.run_id}
 
 
+HOLD = ("import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX); os.pwrite(fd, str(os.getpid()).encode(), 0)\n"
+        "print('held', flush=True); time.sleep(120)\n")
+
+
+def hold_lock(folder):
+    """Another process holding runs/<run_id>/lock, as a second campaign's run does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder / "lock")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_run_another_process_is_running_is_skipped_not_failed(tmp_path, camp_env, capsys):
+    """Two campaigns with the same plan share its runs: each run is trained by the first to reach it,
+    and the other campaign passes over it (exit 0), instead of failing it with "already running"."""
+    held, free = specs_of(write_plan(tmp_path, '[[block]]\nprotocol = "smoke"\ntasks = ["camplm"]\n'
+                                                'methods = ["zaremba"]\nseeds = "0-1"\n'))
+    other = hold_lock(campaign.runs_dir() / held.run_id)
+    try:
+        assert campaign.run_campaign([held, free], device="cpu", data_dir=camp_env) == 0
+    finally:
+        other.kill()
+        other.wait()
+    out = capsys.readouterr().out
+    assert f"skipped-running: {held.run_id}: already running in pid {other.pid}" in out
+    assert "skipped-running 1" in out and "failed 0" in out
+    assert registry_ids() == {free.run_id}
+    assert not (campaign.runs_dir() / "logs" / f"{held.run_id}.log").exists()     # never started here
+
+
+def test_a_run_taken_by_another_process_just_before_its_start_is_skipped_not_failed(tmp_path, capsys):
+    import threading
+    spec = plans.RunSpec(task="ptb", method="zaremba", protocol="smoke", seed=0, overrides=(),
+                         run_id="ptb.zaremba.smoke.s0.cpu.0", cfg={})
+    others = []
+
+    class Raced:            # the other process locks the run between the check and the start
+        def run(self, cmd, env, log, deadline):
+            others.append(hold_lock(tmp_path / spec.run_id))
+            return 2        # the runner's "already running" usage error
+
+    try:
+        out = campaign.execute([spec], Raced(), 1, None, {}, threading.Event(), {}, "cpu", tmp_path, tmp_path)
+    finally:
+        for p in others:
+            p.kill()
+            p.wait()
+    assert [o.status for o in out] == ["skipped-running"] and str(others[0].pid) in out[0].detail
+
+    class BadInput:         # exit 2 with nobody holding the lock is a real failure
+        def run(self, cmd, env, log, deadline):
+            return 2
+    spec = plans.RunSpec(**{**spec.__dict__, "run_id": "ptb.zaremba.smoke.s1.cpu.0"})
+    out = campaign.execute([spec], BadInput(), 1, None, {}, threading.Event(), {}, "cpu", tmp_path, tmp_path)
+    assert [o.status for o in out] == ["failed"] and "exit code 2" in out[0].detail
+
+
+def test_each_cpu_worker_runs_on_its_own_cores(tmp_path):
+    import os
+    cpus = sorted(os.sched_getaffinity(0))
+    assert campaign.cpu_sets(1, len(cpus)) is None
+    assert campaign.cpu_sets(len(cpus) + 1, 1) is None                 # more workers than cores: unpinned
+    if len(cpus) >= 2:
+        sets = campaign.cpu_sets(2, len(cpus) // 2)
+        assert len(sets) == 2 and not sets[0] & sets[1] and sets[0] | sets[1] <= set(cpus)
+    log = tmp_path / "affinity.log"
+    script = "import os; print(sorted(os.sched_getaffinity(0)))"
+    assert campaign.run_subprocess([sys.executable, "-c", script], {}, str(log), str(tmp_path), cpus={cpus[-1]}) == 0
+    assert log.read_text().splitlines()[-1] == str([cpus[-1]])
+    import threading
+    backend = campaign.LocalBackend(threading.Event(), [{cpus[0]}])
+    assert backend.run([sys.executable, "-c", script], {}, str(log), None) == 0
+    assert log.read_text().splitlines()[-1] == str([cpus[0]])
+
+
 def test_make_campaign_passes_its_variables():
     p = subprocess.run(["make", "-n", "campaign", "PLAN=gpu", "WORKERS=8", "BACKEND=ray", "BUDGET=90",
                         "DEVICE=cuda", "DRY=1"], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bench import results, runner
-from bench.checkpoint import Checkpoint, RunLock
+from bench.checkpoint import Checkpoint
+from bench.runlock import RunLock
 from bench.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,6 +200,26 @@ def test_a_run_already_running_elsewhere_is_refused(tiny_lm, tmp_path):
             runner.run(task.name, "zaremba", "smoke", **args)
     assert not list((tmp_path / "reg").glob("*/*/*.parquet"))
     assert runner.run(task.name, "zaremba", "smoke", **args).new      # the lock is free again
+
+
+def test_the_lock_probe_names_the_holder_creates_nothing_and_never_refuses_a_run(tmp_path):
+    import fcntl
+    import os
+    import threading
+    folder = tmp_path / "runs" / "r"
+    assert RunLock.holder(folder) is None and not folder.exists()          # no lock file: none made
+    with RunLock(folder):
+        assert RunLock.holder(folder) == str(os.getpid())
+    assert RunLock.holder(folder) is None
+    # a probe holds the file for microseconds: a run that starts during one waits, it is not refused
+    fd = os.open(folder / "lock", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    threading.Timer(0.02, lambda: fcntl.flock(fd, fcntl.LOCK_UN)).start()
+    try:
+        with RunLock(folder):
+            pass
+    finally:
+        os.close(fd)
 
 
 def test_a_run_finished_elsewhere_while_its_data_loaded_is_not_trained_again(tiny_lm, tmp_path, monkeypatch):
