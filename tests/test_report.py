@@ -391,6 +391,13 @@ def test_across_tasks_each_task_is_ranked_on_the_device_with_the_most_methods(re
     assert re.search(r"^\| gal +\| 1\.00 +\| 1\.0 ", part, re.M)         # the cpu naive row did not enter
     assert "over 3 tasks and 3 methods" in part and "cd_cpu.png" in part
     assert "### cpu · ptb · cpu" in text and "### cpu · ptb · cuda" in text     # section 1 keeps both
+    # every mean here rests on 2 seeds: said, task by task; a third seed of one cell drops it from the list
+    assert ("Ranks resting on fewer than 3 seeds (a mean of 1 or 2 runs moves by about a seed's spread): "
+            "ptb: gal (2), naive (2), zaremba (2); sst2: gal (2), naive (2), zaremba (2); sst5: gal (2), "
+            "naive (2), zaremba (2).") in part
+    results.write_row(registry, dict(row("ptb", "gal", "cpu", 2, 80.5, tag="g"), device="cuda"))
+    part = report.build(results.read_registry(registry)).text().split("## 2. Across tasks")[1]
+    assert "ptb: naive (2), zaremba (2); sst2:" in part
 
 
 ORDER = ("gal", "zaremba", "naive", "semeniuta", "zoneout", "none")    # best first

@@ -212,6 +212,9 @@ def complete_block(matrix: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[
     return m, tasks_out, methods_out
 
 
+FEW_SEEDS = 3          # section 2 names the (task, method) means that rest on fewer seeds than this
+
+
 def one_device_per_task(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict, list[str]]:
     """The rows of one protocol with, per task, only one device's table: the one with the most methods
     that have >= 1 ok seed, then the most seeds, then by name. Returns (those rows, task -> device, the
@@ -264,6 +267,11 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
                                               f"methods {', '.join(sorted(methods_out))}" if methods_out else ""]))
                     + ".", "")
         k, n = len(full.columns), len(full.index)
+        seeds = sub.groupby(["task", "method"]).size()
+        few = {t: [f"{m} ({seeds[t, m]})" for m in full.columns if seeds[t, m] < FEW_SEEDS] for t in full.index}
+        if any(few.values()):
+            doc.add(f"Ranks resting on fewer than {FEW_SEEDS} seeds (a mean of 1 or 2 runs moves by about a seed's "
+                    "spread): " + "; ".join(f"{t}: {', '.join(v)}" for t, v in few.items() if v) + ".", "")
         if k < 3 or n < 2:
             doc.add(f"Needs ≥ 3 methods on ≥ 2 tasks; here {k} method(s) on {n} task(s) in a complete design.", "")
             continue
