@@ -333,14 +333,13 @@ def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "l
             outcomes.append(Outcome(spec, "skipped-data-absent", absent[spec.task]))
         else:
             pending.append(spec)
-    resume = {s.run_id: progress(runs / s.run_id / "checkpoint.pt", s.cfg["epochs"]) for s in pending
-              if (runs / s.run_id / "checkpoint.pt").exists()}
+    resume = {s.run_id for s in pending if (runs / s.run_id / "checkpoint.pt").exists()}
     pins = cpu_sets(workers, threads) if backend == "local" and dtype == "cpu" else None
     print(f"{name}: {len(specs)} runs: {len(pending)} to run ({len(resume)} resume from a checkpoint), "
           f"{len(specs) - len(pending)} skipped; {workers} {backend} worker(s) x {threads} thread(s) on {dtype}"
           + (", each on its own core(s): " + " | ".join(",".join(map(str, sorted(c))) for c in pins) if pins else "")
           + (f"; budget {fmt_s(budget * 60)}" if budget else ""))
-    estimates = {}
+    estimates, where = {}, {}
     if dry or budget:
         busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         if busy > 0.5:
@@ -349,11 +348,12 @@ def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "l
         estimator = Estimator(registry, dtype, data_dir, threads)
         for spec in tqdm(pending, desc="estimating", unit="run", leave=False):
             est, source = estimator(spec)
-            if spec.run_id in resume and est is not None:      # only the steps after the checkpoint
-                est = START_S + (est - START_S) * (1 - resume[spec.run_id][0])
+            if spec.run_id in resume:                           # only the steps after the checkpoint
+                done, where[spec.run_id] = progress(runs / spec.run_id / "checkpoint.pt", spec.cfg["epochs"])
+                est = None if est is None else START_S + (est - START_S) * (1 - done)
             estimates[spec.run_id] = est, source
     if dry:
-        return print_dry(pending, outcomes, estimates, resume, workers)
+        return print_dry(pending, outcomes, estimates, where, workers)
 
     stop = threading.Event()
     back = (RayBackend(stop, threads, 1.0 / workers if dtype == "cuda" else 0) if backend == "ray"
@@ -479,8 +479,9 @@ def execute(pending, backend, workers, deadline, estimates, stop, env, device, d
     return out
 
 
-def print_dry(pending, outcomes, estimates, resume, workers) -> int:
-    rows = [[s.run_id, f"resume ({resume[s.run_id][1]})" if s.run_id in resume else "new",
+def print_dry(pending, outcomes, estimates, where, workers) -> int:
+    """`where`: run id -> where a resumed run's checkpoint stands (see `progress`)."""
+    rows = [[s.run_id, f"resume ({where[s.run_id]})" if s.run_id in where else "new",
              fmt_s(estimates[s.run_id][0]), estimates[s.run_id][1]] for s in pending]
     print(tabulate(rows, headers=["pending run", "state", "estimate", "estimate from"], tablefmt="simple"))
     known = [e for e, _ in (estimates[s.run_id] for s in pending) if e is not None]

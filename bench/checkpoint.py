@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.runlock import RunLock  # noqa: F401  (re-exported: the run's lock lives with its checkpoint)
-
 
 class Interrupted(Exception):
     """The run stopped on a signal after writing its checkpoint."""
@@ -120,4 +118,3 @@ class StopSignal:
         for s, h in self._old.items():
             signal.signal(s, h)
         self._old = {}
-

@@ -217,7 +217,7 @@ def test_the_lock_probe_names_the_holder_creates_nothing_and_never_refuses_a_run
     threading.Timer(0.02, lambda: fcntl.flock(fd, fcntl.LOCK_UN)).start()
     try:
         with RunLock(folder):
-            pass
+            assert RunLock.holder(folder) == str(os.getpid())
     finally:
         os.close(fd)
 
