@@ -11,6 +11,11 @@ from bench.errors import UsageError
 PROBE_RETRIES = 4       # RunLock: tries again 4 x 50 ms before refusing, so a probe is never taken for a run
 
 
+def _pid(fd: int) -> str:
+    """The pid the lock's holder wrote into it ("?" before it has)."""
+    return os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+
+
 class RunLock:
     """An exclusive lock on runs/<run_id>/lock for the life of the process (released by the kernel
     even on SIGKILL). A second process for the same run id is refused (after 0.2 s of retries)."""
@@ -30,7 +35,7 @@ class RunLock:
                 if attempt < PROBE_RETRIES:
                     time.sleep(0.05)
         else:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            holder = _pid(fd)
             os.close(fd)
             raise UsageError(f"run {self.path.parent.name} is already running (pid {holder}, lock "
                              f"{self.path}); wait for it to finish, or stop that process") from None
@@ -53,7 +58,7 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
         except BlockingIOError:
-            return os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            return _pid(fd)
         finally:
             os.close(fd)
 
