@@ -263,4 +263,6 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, model, data, split: str, cfg) -> dict:
-        """Return {"loss": ..., "<metric>": ...} on `split` ("valid" or "test")."""
+        """Return {"loss": ..., "<metric>": ...} on `split` ("valid" or "test"); on test also
+        "examples": the per-example outcomes (a dict of equal-length columns of ints or floats),
+        stored as the run's side file (bench/results.py) and read by test_from_examples."""

@@ -1,6 +1,8 @@
 """The results registry: one immutable Parquet file per finished run under `registry/`."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 from pathlib import Path
@@ -42,11 +44,18 @@ SCHEMA = pa.schema([
     ("torch_version", pa.string()), ("lock_sha256", pa.string()), ("git_commit", pa.string()),
     ("git_dirty", pa.bool_()), ("plugin_sha256", pa.string()),
     ("config_hash", pa.string()), ("config_json", pa.string()), ("finished_at", pa.string()),
+    # schema 3: fingerprints of the result (weights_digest, examples_digest below; "" on a diverged
+    # run and on older rows), and the pack it trained in (bench/pack: 1 and "[]" for a solo run)
+    ("weights_sha256", pa.string()), ("examples_sha256", pa.string()),
+    ("pack_size", pa.int64()), ("pack_members", pa.string()),
 ])
 # columns a schema-1 row lacks, read as these values
 ADDED_IN_V2 = dict(schema_version=1, metric_signature="", curve_train_loss=[], curve_valid=[],
                    curve_valid_loss=[], curve_lr=[], curve_wall_s=[], probe_loss=[], cpu_vendor="",
                    cpu_model="", cpu_isa="", numerics="", lock_sha256="", plugin_sha256="")
+# columns a schema-2 row lacks: "" means "no result fingerprint" (start-only verified)
+ADDED_IN_V3 = dict(weights_sha256="", examples_sha256="", pack_size=1, pack_members="[]")
+ADDED = {**ADDED_IN_V2, **ADDED_IN_V3}
 COLUMNS = SCHEMA.names
 
 
@@ -58,13 +67,83 @@ def run_path(registry: Path, row: dict) -> Path:
     return Path(registry) / row["task"] / row["method"] / f"{row['run_id']}.parquet"
 
 
+EXAMPLES_DIR = "_examples"      # registry/_examples/<task>/<method>/<run_id>.parquet: below the row glob
+
+
+def examples_path(registry: Path, row: dict) -> Path:
+    """Where a run's per-example test outcomes live (one line per test sentence or LM chunk)."""
+    return Path(registry) / EXAMPLES_DIR / row["task"] / row["method"] / f"{row['run_id']}.parquet"
+
+
+def _columns(examples) -> dict[str, list]:
+    """A side file's columns as plain Python lists (from a dict of lists or a DataFrame)."""
+    if isinstance(examples, pd.DataFrame):
+        return {c: examples[c].tolist() for c in examples.columns}
+    return {c: list(v) for c, v in examples.items()}
+
+
+def examples_digest(examples) -> str:
+    """sha256 of a side file's content in canonical form: columns by name, ints as ints, floats by
+    their exact hex form; the same from the in-memory dict and from the Parquet file read back."""
+    canon = {c: [float(v).hex() if isinstance(v, float) else int(v) for v in vals]
+             for c, vals in sorted(_columns(examples).items())}
+    return hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def weights_digest(state_dict: dict) -> str:
+    """sha256 of a state dict in canonical form: for each key in sorted order its name, dtype, shape
+    and the tensor's raw bytes (CPU, contiguous); independent of torch.save's container format."""
+    import torch                                 # lazily: reading the registry needs no torch
+    h = hashlib.sha256()
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().to("cpu").contiguous()
+        h.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _examples_table(examples) -> pa.Table:
+    cols = _columns(examples)
+    types = {c: pa.float64() if any(isinstance(v, float) for v in vals) else pa.int64() for c, vals in cols.items()}
+    return pa.table({c: pa.array(vals, types[c]) for c, vals in cols.items()})
+
+
+def write_examples(registry: Path, row: dict, examples) -> Path:
+    """Write a run's side file atomically (temp file, then rename); returns its path."""
+    final = examples_path(registry, row)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{uuid.uuid4().hex}.parquet"
+    pq.write_table(_examples_table(examples), tmp)
+    os.replace(tmp, final)
+    return final
+
+
+def read_examples(registry: Path, row: dict) -> pd.DataFrame | None:
+    """A run's side file, or None when it has none (diverged runs, rows made before schema 3)."""
+    path = examples_path(registry, row)
+    return pq.read_table(path).to_pandas() if path.exists() else None
+
+
+def write_result(registry: Path, row: dict, examples=None) -> Path:
+    """A finished run: its side file first (a row never names a missing one), then its row, whose
+    `examples_sha256` is set here ("" without examples: a diverged run)."""
+    if find_run(registry, row["run_id"]):
+        return write_row(registry, row)          # raises: registered rows and side files are immutable
+    row["examples_sha256"] = examples_digest(examples) if examples is not None else ""
+    if examples is not None:
+        write_examples(registry, row, examples)
+    return write_row(registry, row)
+
+
 def find_run(registry: Path, run_id: str) -> Path | None:
     hits = list(Path(registry).glob(f"*/*/{run_id}.parquet"))
     return hits[0] if hits else None
 
 
 def write_row(registry: Path, row: dict) -> Path:
-    """Write one run atomically (temp file, then a hard link that refuses to overwrite)."""
+    """Write one run atomically (temp file, then a hard link that refuses to overwrite). A row
+    without the schema-3 columns gets their defaults (no result fingerprint, solo run)."""
+    row = {**ADDED_IN_V3, **row}
     missing = set(COLUMNS) - set(row)
     if missing:
         raise ValueError(f"registry row lacks columns {sorted(missing)}")
@@ -86,7 +165,7 @@ def write_row(registry: Path, row: dict) -> Path:
 def _read_table(f: Path) -> pa.Table:
     """One registry file as a table of SCHEMA; columns added since its schema version filled in."""
     t = pq.read_table(f)
-    for name, value in ADDED_IN_V2.items():
+    for name, value in ADDED.items():
         if name not in t.schema.names:
             t = t.append_column(SCHEMA.field(name), pa.array([value] * t.num_rows, SCHEMA.field(name).type))
     missing = set(COLUMNS) - set(t.schema.names)

@@ -27,7 +27,7 @@ from bench.data import REPO, default_data_dir
 from bench.errors import UsageError
 from bench.train import train
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def pick_device(name: str) -> torch.device:
@@ -125,7 +125,11 @@ def execute(task, method, cfg, data, seed: int, device: torch.device, log=None, 
     t0 = time.perf_counter()
     res = train(task, method, cfg, data, device, rng, log=log or (lambda *a: None), progress=progress,
                 checkpoint=checkpoint, stop=stop, max_steps=max_steps, impl=impl, echo=echo)
-    wall = res.history[-1]["wall_s"] if res.history else time.perf_counter() - t0
+    return metrics_of(task, res, derived, res.history[-1]["wall_s"] if res.history else time.perf_counter() - t0)
+
+
+def metrics_of(task, res, derived: int, wall: float) -> dict:
+    """The metrics part of a registry row from a TrainResult (a solo run's or a pack member's)."""
     curve = lambda key: [float(h[key]) for h in res.history]
     return dict(derived_seed=derived, status=res.status, valid=res.valid, test=res.test,
                 best_epoch=res.best_epoch, epochs=res.epochs, params=res.params, wall_s=wall,
@@ -133,7 +137,8 @@ def execute(task, method, cfg, data, seed: int, device: torch.device, log=None, 
                 curve_train_loss=curve("train_loss"), curve_valid=curve("valid"),
                 curve_valid_loss=curve("valid_loss"), curve_lr=curve("lr"), curve_wall_s=curve("wall_s"),
                 probe_loss=[float(x) for x in res.probe],
-                metric_signature=res.test_extras.get(f"{task.metric}_signature", ""))
+                metric_signature=res.test_extras.get(f"{task.metric}_signature", ""),
+                weights_sha256=res.weights_sha256, examples=res.test_examples)
 
 
 def run_sacred(run_id: str, sacred_id: str, cfg: dict, body, folder: Path):
@@ -159,6 +164,18 @@ def run_sacred(run_id: str, sacred_id: str, cfg: dict, body, folder: Path):
 
     ex.run(options={"--id": sacred_id, "--loglevel": "WARNING"})
     return holder["result"]
+
+
+def build_row(run_id, task, method, protocol, seed, cfg, cfg_hash, metrics, dev, commit, dirty, plugin_sha,
+              pack_members=()) -> dict:
+    """A registry row from a run's metrics (execute's, less "examples") and what produced it."""
+    return dict(schema_version=SCHEMA_VERSION, run_id=run_id, task=task.name, method=method.name,
+                protocol=protocol, seed=seed, metric=task.metric, higher_is_better=task.higher_is_better,
+                valid_metric=task.valid_metric, **metrics, **seeding.fingerprint(dev), git_commit=commit,
+                git_dirty=dirty, plugin_sha256=plugin_sha, config_hash=cfg_hash,
+                config_json=json.dumps(config_mod.stored(cfg), sort_keys=True),
+                finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                examples_sha256="", pack_size=max(1, len(pack_members)), pack_members=json.dumps(list(pack_members)))
 
 
 @dataclass
@@ -214,13 +231,10 @@ def run(task_name: str, method_name: str, protocol: str, seed: int = 0, device: 
         metrics = run_sacred(run_id, sacred_id, cfg, lambda log: execute(
             task, method, cfg, data, seed, dev, log, progress, checkpoint=ckpt, stop=stop, impl=impl, echo=echo),
             sacred_dir)
-        row = dict(schema_version=SCHEMA_VERSION, run_id=run_id, task=task.name, method=method.name,
-                   protocol=protocol, seed=seed, metric=task.metric, higher_is_better=task.higher_is_better,
-                   valid_metric=task.valid_metric, **metrics, **seeding.fingerprint(dev), git_commit=commit,
-                   git_dirty=dirty or plugin_dirty, plugin_sha256=plugin_sha, config_hash=cfg_hash,
-                   config_json=json.dumps(config_mod.stored(cfg), sort_keys=True),
-                   finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
-        path = results.write_row(registry, row)
+        examples = metrics.pop("examples")
+        row = build_row(run_id, task, method, protocol, seed, cfg, cfg_hash, metrics, dev, commit,
+                        dirty or plugin_dirty, plugin_sha)
+        path = results.write_result(registry, row, examples)
         if os.environ.get("KEEP_CKPT") != "1":
             ckpt.delete()
     return Outcome(row, path, new=True)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from bench.api import NoiseState
 from bench.checkpoint import Interrupted, rng_states, set_rng_states
+from bench.results import weights_digest
 
 PROBE_STEPS = 8          # the training losses of the first steps are stored for cheap verification
 
@@ -39,6 +40,8 @@ class TrainResult:
     history: list = field(default_factory=list)     # one dict per epoch: the learning curves
     probe: list = field(default_factory=list)       # training loss of the first PROBE_STEPS steps
     test_extras: dict = field(default_factory=dict)  # e.g. the BLEU signature
+    test_examples: dict | None = None                # per-example test outcomes (the side file)
+    weights_sha256: str = ""                         # of the best-valid weights (results.weights_digest)
 
 
 def _detach(state):
@@ -278,4 +281,4 @@ def train(task, method, cfg, data, device, rng, log=lambda name, value, step: No
     extras = {k: v for k, v in test.items() if isinstance(v, str)}
     return TrainResult(status, best["valid"], test[task.metric], best["valid_loss"], best["epoch"],
                        len(history), params, s["train_s"], s["tokens"], s["paths"], history,
-                       s["probe"], extras)
+                       s["probe"], extras, test.get("examples"), weights_digest(best["state"]))

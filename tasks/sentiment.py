@@ -228,13 +228,27 @@ class Sentiment(Task):
         model.eval()
         exs = data[split]
         total, correct = 0.0, 0
+        per = {k: [0] * len(exs) for k in ("label", "pred", "correct")} | {"loss": [0.0] * len(exs)}
         for idx in sorted_batches([len(ids) for ids, _ in exs], cfg.eval_batch_size):
             batch = self.make_batch([exs[i] for i in idx])
             out = self.forward(model, batch, None, cfg)
             y = batch.data[2].to(out.logits.device)
-            total += F.cross_entropy(out.logits, y, reduction="sum").item()
-            correct += int((out.logits.argmax(-1) == y).sum())
-        return {"loss": total / len(exs), "accuracy": 100.0 * correct / len(exs)}
+            losses = F.cross_entropy(out.logits, y, reduction="none")
+            total += losses.sum().item()
+            pred = out.logits.argmax(-1)
+            correct += int((pred == y).sum())
+            for j, i in enumerate(idx.tolist()):
+                per["label"][i], per["pred"][i] = int(y[j]), int(pred[j])
+                per["correct"][i], per["loss"][i] = int(pred[j] == y[j]), float(losses[j])
+        result = {"loss": total / len(exs), "accuracy": 100.0 * correct / len(exs)}
+        if split == "test":                 # the per-sentence side file (bench/results.py)
+            result["examples"] = dict(index=list(range(len(exs))), **per)
+        return result
+
+    def test_from_examples(self, examples) -> float:
+        """The test accuracy (%) recomputed from the per-sentence side file."""
+        correct = [int(c) for c in examples["correct"]]
+        return 100.0 * sum(correct) / len(correct)
 
 
 FILES = ("train.txt", "dev.txt", "test.txt")

@@ -139,6 +139,22 @@ def corpus_bleu(hyps: list[str], refs: list[str], lowercase: bool, tokenize: str
     return metric.corpus_score(hyps, [refs]).score, str(metric.get_signature())
 
 
+BLEU_STATS = ("sys_len", "ref_len", *(f"correct_{n}" for n in range(1, 5)), *(f"total_{n}" for n in range(1, 5)))
+
+
+def sentence_bleu_stats(hyps: list[str], refs: list[str], lowercase: bool, tokenize: str) -> dict[str, list[int]]:
+    """sacrebleu's sufficient statistics of each sentence (BLEU_STATS): what corpus BLEU sums, and
+    what a paired bootstrap over test sentences resamples."""
+    stats = BLEU(lowercase=lowercase, tokenize=tokenize)._extract_corpus_statistics(hyps, [refs])
+    return {name: [int(st[j]) for st in stats] for j, name in enumerate(BLEU_STATS)}
+
+
+def bleu_from_stats(columns, lowercase: bool, tokenize: str) -> float:
+    """Corpus BLEU from per-sentence statistics (columns BLEU_STATS), as sacrebleu computes it."""
+    totals = [int(sum(int(v) for v in columns[name])) for name in BLEU_STATS]
+    return BLEU(lowercase=lowercase, tokenize=tokenize)._compute_score_from_stats(totals).score
+
+
 # --- model ----------------------------------------------------------------------------------
 
 class Seq2Seq(nn.Module):
@@ -373,7 +389,14 @@ class Translation(Task):
         return hyps
 
     def bleu(self, hyps: list[str], refs: list[str]) -> tuple[float, str]:
-        return corpus_bleu(hyps, refs, lowercase=not self.bpe, tokenize="none" if self.bpe else "13a")
+        return corpus_bleu(hyps, refs, **self._bleu_args())
+
+    def _bleu_args(self) -> dict:
+        return dict(lowercase=not self.bpe, tokenize="none" if self.bpe else "13a")
+
+    def test_from_examples(self, examples) -> float:
+        """The test BLEU recomputed from the per-sentence side file."""
+        return bleu_from_stats(examples, **self._bleu_args())
 
     @torch.no_grad()
     def evaluate(self, model, data, split, cfg):
@@ -389,8 +412,9 @@ class Translation(Task):
         loss = total / count
         result = {"loss": loss, "ppl": math.exp(loss)}
         if split == "test":
-            result["bleu"], result["bleu_signature"] = self.bleu(self.translate(model, data, split, cfg),
-                                                                 data[split][2])
+            hyps, refs = self.translate(model, data, split, cfg), data[split][2]
+            result["bleu"], result["bleu_signature"] = self.bleu(hyps, refs)
+            result["examples"] = dict(index=list(range(len(hyps))), **sentence_bleu_stats(hyps, refs, **self._bleu_args()))
         return result
 
 

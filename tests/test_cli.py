@@ -82,8 +82,10 @@ def test_make_bench_adds_exactly_one_registry_file(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     after = set((tmp_path / "registry").glob("**/*.parquet"))
-    assert len(after - before) == 1
+    new = after - before                       # the row and its per-example side file
+    assert len(new) == 2 and len(set((tmp_path / "registry").glob("*/*/*.parquet")) & new) == 1
     df = results.read_registry(tmp_path / "registry")
+    assert results.examples_path(tmp_path / "registry", df.iloc[0].to_dict()) in new
     assert df.iloc[0].epochs == 1 and '"lr": 0.5' in df.iloc[0].config_json
     assert (tmp_path / "reports" / "LEADERBOARD.md").exists()
     assert df.iloc[0].numerics == "portable"               # smoke rows: close on any x86-64 host
