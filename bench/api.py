@@ -257,6 +257,9 @@ class Task(abc.ABC):
     def forward(self, model, batch: Batch, state, cfg) -> ForwardOut:
         """One pass of the model on a batch from `state`."""
 
+    def validate(self, cfg) -> None:
+        """Raise a UsageError for a combination of the task's options that cannot run (config time)."""
+
     def penalty(self, out: ForwardOut, cfg) -> torch.Tensor | float:
         """Extra training-loss terms of the task (e.g. AR/TAR for LMs)."""
         return 0.0

@@ -43,7 +43,7 @@ DEFAULTS = dict(
 CHOICES = dict(optimizer=("sgd", "ntasgd", "adam"), cell=tuple(cells.list_cells()))
 # keys added after rows were registered, with the value those rows ran: left out of the hash and the
 # stored config when they hold it (so old rows keep their ids), read back as it when absent
-COMPAT_DEFAULTS = dict(cell="lstm")
+COMPAT_DEFAULTS = dict(cell="lstm", softmax="full")
 RANGES = dict(epochs=AT_LEAST_1, batch_size=AT_LEAST_1, eval_batch_size=AT_LEAST_1, lr=POSITIVE,
               lr_decay=POSITIVE, lr_decay_start=NON_NEGATIVE, wdecay=NON_NEGATIVE, clip=NON_NEGATIVE,
               nonmono=AT_LEAST_1, base_seed=NON_NEGATIVE)
@@ -125,7 +125,7 @@ def selectors(task) -> tuple[str, ...]:
 EQUAL_COMPUTE = ("equal", "cpu", "sweep")
 COMPUTE_KEYS = ("emb_size", "hidden_size", "layers", "tie_weights", "epochs", "batch_size", "bptt",
                 "train_tokens", "eval_tokens", "train_examples", "eval_examples", "train_phrases",
-                "beam_size", "min_freq")
+                "beam_size", "min_freq", "softmax")
 
 
 # A `sweep` is a sensitivity study around the `cpu` recipe at a smaller scale: the task's protocol fixes
@@ -231,6 +231,7 @@ def resolve(task, method, protocol: str, overrides: dict[str, str]) -> Config:
         if key in cfg:
             check_value(key, cfg[key], rule)
     cfg = Config(sorted(cfg.items()))
+    task.validate(cfg)
     for m in chain:
         if m.validate:
             m.validate(cfg)
