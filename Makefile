@@ -33,11 +33,13 @@ help:
 	@echo "make lock                    regenerate requirements.lock (pip-tools) from pyproject.toml"
 	@echo "make data [DATASET=ptb]       verify datasets in DATA=$(DATA); download those missing"
 	@echo "make bench TASK=ptb METHOD=zoneout [PROTOCOL=smoke|equal|paper] [SEEDS=0,1,2] [DEVICE=auto|cpu|cuda] [SET='lr=0.5 epochs=3']"
-	@echo "make campaign PLAN=smoke [WORKERS=2] [BACKEND=local|ray] [BUDGET=minutes] [DEVICE=...] [DRY=1]  a plan of plans/*.toml, or several: PLAN=a,b (docs/campaigns.md)"
+	@echo "make campaign PLAN=smoke [WORKERS=2] [BACKEND=local|ray] [BUDGET=minutes] [DEVICE=...] [DRY=1] [PACK=auto]  a plan of plans/*.toml, or several: PLAN=a,b (docs/campaigns.md)"
 	@echo "make leaderboard              regenerate reports/LEADERBOARD.md from registry/"
 	@echo "make report                   statistics, ranks, curves, sensitivity -> reports/REPORT.md + reports/figures/"
-	@echo "make verify-seeds             re-run registered CPU-feasible runs, fail if a metric differs"
+	@echo "make verify-seeds             check every row's consistency, replay registered runs, fail if a metric differs"
 	@echo "     UNCOMMITTED=1            only the rows git does not track yet (verify before committing)"
+	@echo "     FULL=<run id|glob>       replay those rows' whole training, compare results (logged to registry/VERIFIED.tsv)"
+	@echo "     CONSISTENCY=1            only the consistency checks of every row (seconds, no training)"
 	@echo "make list                     tasks, methods (with papers), protocols"
 	@echo "make perf [PERF='--cells gru']  throughput of every method next to nn.LSTM and nn.GRU -> reports/PERF.md"
 	@echo "make test                     the test suite"
@@ -74,10 +76,11 @@ WORKERS ?= 1
 BACKEND ?= local
 BUDGET  ?=
 DRY     ?=
+PACK    ?= off
 .PHONY: campaign
 campaign: install
 	$(PY) -m bench.campaign --plan $(PLAN) --workers $(WORKERS) --backend $(BACKEND) --device $(DEVICE) \
-	  $(if $(BUDGET),--budget $(BUDGET)) $(if $(DRY),--dry-run)
+	  $(if $(BUDGET),--budget $(BUDGET)) $(if $(DRY),--dry-run) --pack $(PACK)
 
 leaderboard: install
 	$(PY) -m bench leaderboard
@@ -86,8 +89,11 @@ leaderboard: install
 report: install
 	$(PY) -m bench.report
 
+# FULL=<run id|glob>: replay those rows' whole training (and only those); ROTATION=N: also replay N long
+# rows in full, chosen from the commit (CI); CONSISTENCY=1: only the consistency checks (seconds).
 verify-seeds: install
-	$(PY) -m bench verify-seeds $(if $(SWEEP_SAMPLE),--sweep-sample $(SWEEP_SAMPLE)) $(if $(UNCOMMITTED),--uncommitted)
+	$(PY) -m bench verify-seeds $(if $(SWEEP_SAMPLE),--sweep-sample $(SWEEP_SAMPLE)) $(if $(UNCOMMITTED),--uncommitted) \
+	  $(if $(FULL),--full '$(FULL)') $(if $(ROTATION),--rotation $(ROTATION)) $(if $(CONSISTENCY),--consistency)
 
 list: install
 	$(PY) -m bench list
@@ -95,7 +101,7 @@ list: install
 # Throughput is measured with the CPU's fastest kernels (native numerics, as reports/PERF.md is).
 PERF_NUMERICS ?= native
 perf: install
-	BENCH_NUMERICS=$(PERF_NUMERICS) $(PY) -m bench.perf $(PERF)
+	BENCH_NUMERICS=$(PERF_NUMERICS) $(PY) -m bench.perf --packs on $(PERF)
 
 test: install
 	$(PY) -m pytest -q tests

@@ -34,6 +34,7 @@ from bench.errors import EXIT_USAGE, UsageError, choose
 from bench.runlock import RunLock
 
 BACKENDS = ("local", "ray")
+PACK_MODES = ("off", "auto")
 STATUSES = ("done", "stopped", "failed", "skipped-registered", "skipped-data-absent", "skipped-running",
             "deferred")
 START_S = 3.0            # interpreter, torch and plugin import of each run's process
@@ -75,6 +76,8 @@ def data_missing(task, data_dir: Path) -> str | None:
 # --- one run: a subprocess, the same on both backends ---------------------------------------------
 
 def command(spec: plans.RunSpec, device: str, data_dir: Path) -> list[str]:
+    if hasattr(spec, "members"):                       # a pack (bench/pack.py PackSpec)
+        return spec.command(device, data_dir)
     sets = [a for k, v in spec.overrides for a in ("--set", f"{k}={v}")]
     return [sys.executable, "-m", "bench", "--data-dir", str(data_dir), "run", "--task", spec.task,
             "--method", spec.method, "--protocol", spec.protocol, "--seeds", str(spec.seed),
@@ -311,9 +314,11 @@ def child_env(threads: int, numerics: str = "") -> dict:
 
 def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "local",
                  budget: float | None = None, device: str = "auto", dry: bool = False,
-                 data_dir=None, name: str = "campaign", numerics: str = "") -> int:
-    """Run `specs` (in their order) and return the campaign's exit code (see the module doc)."""
+                 data_dir=None, name: str = "campaign", numerics: str = "", pack: str = "off") -> int:
+    """Run `specs` (in their order) and return the campaign's exit code (see the module doc).
+    pack="auto": pending runs that can share a pack (bench/pack.py) run as one job each."""
     choose("backend", backend, BACKENDS, "(BACKEND=)")
+    choose("pack", pack, PACK_MODES, "(PACK=)")
     if not isinstance(workers, int) or workers < 1:
         raise UsageError(f"WORKERS={workers!r} must be a whole number >= 1")
     if budget is not None and not budget > 0:
@@ -333,10 +338,17 @@ def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "l
             outcomes.append(Outcome(spec, "skipped-data-absent", absent[spec.task]))
         else:
             pending.append(spec)
+    members = len(pending)
+    if pack == "auto":
+        from bench.pack import campaign_jobs
+        pending = campaign_jobs(pending, dtype, numerics)
+        packs = [s for s in pending if hasattr(s, "members")]
+        print(f"packs: {members} pending runs as {len(pending)} jobs: {len(packs)} pack(s) of "
+              f"{', '.join(str(len(p.members)) for p in packs) or '-'} members, {len(pending) - len(packs)} solo")
     resume = {s.run_id for s in pending if (runs / s.run_id / "checkpoint.pt").exists()}
     pins = cpu_sets(workers, threads) if backend == "local" and dtype == "cpu" else None
-    print(f"{name}: {len(specs)} runs: {len(pending)} to run ({len(resume)} resume from a checkpoint), "
-          f"{len(specs) - len(pending)} skipped; {workers} {backend} worker(s) x {threads} thread(s) on {dtype}"
+    print(f"{name}: {len(specs)} runs: {members} to run ({len(resume)} job(s) resume from a checkpoint), "
+          f"{len(specs) - members} skipped; {workers} {backend} worker(s) x {threads} thread(s) on {dtype}"
           + (", each on its own core(s): " + " | ".join(",".join(map(str, sorted(c))) for c in pins) if pins else "")
           + (f"; budget {fmt_s(budget * 60)}" if budget else ""))
     estimates, where = {}, {}
@@ -347,7 +359,12 @@ def run_campaign(specs: list[plans.RunSpec], workers: int = 1, backend: str = "l
                   f"now, and the estimates made from them, are pessimistic")
         estimator = Estimator(registry, dtype, data_dir, threads)
         for spec in tqdm(pending, desc="estimating", unit="run", leave=False):
-            est, source = estimator(spec)
+            if hasattr(spec, "members"):            # a pack: at most its members one after another
+                est, source = estimator(spec.members[0])
+                est, source = (None if est is None else est * len(spec.members),
+                               f"pack of {len(spec.members)}: at most {len(spec.members)} x ({source})")
+            else:
+                est, source = estimator(spec)
             if spec.run_id in resume:                           # only the steps after the checkpoint
                 done, where[spec.run_id] = progress(runs / spec.run_id / "checkpoint.pt", spec.cfg["epochs"])
                 est = None if est is None else START_S + (est - START_S) * (1 - done)
@@ -484,6 +501,9 @@ def print_dry(pending, outcomes, estimates, where, workers) -> int:
     rows = [[s.run_id, f"resume ({where[s.run_id]})" if s.run_id in where else "new",
              fmt_s(estimates[s.run_id][0]), estimates[s.run_id][1]] for s in pending]
     print(tabulate(rows, headers=["pending run", "state", "estimate", "estimate from"], tablefmt="simple"))
+    for s in pending:
+        if hasattr(s, "members"):
+            print(f"{s.run_id}: {', '.join(m.run_id for m in s.members)}")
     known = [e for e, _ in (estimates[s.run_id] for s in pending) if e is not None]
     unknown = len(pending) - len(known)
     print(f"total: {len(pending)} runs, {fmt_s(sum(known))} of run time"
@@ -523,9 +543,9 @@ def plans_numerics(names: list[str]) -> str:
 
 
 def run_plan(name: str, workers: int = 1, backend: str = "local", budget: float | None = None,
-             device: str = "auto", dry: bool = False, data_dir=None) -> int:
+             device: str = "auto", dry: bool = False, data_dir=None, pack: str = "off") -> int:
     """One plan, or a comma-separated list of plans run in order as one campaign (a run that two
-    plans share runs once)."""
+    plans share runs once); pack="auto" trains the runs that can pack as packs (bench/pack.py)."""
     names = plan_names(name)
     numerics_mode = plans_numerics(names)
     specs, seen, titles = [], set(), []
@@ -537,7 +557,7 @@ def run_plan(name: str, workers: int = 1, backend: str = "local", budget: float 
                 seen.add(spec.run_id)
                 specs.append(spec)
     return run_campaign(specs, workers, backend, budget, device, dry, data_dir,
-                        f"plan{'s' if len(names) > 1 else ''} {' + '.join(titles)}", numerics_mode)
+                        f"plan{'s' if len(names) > 1 else ''} {' + '.join(titles)}", numerics_mode, pack)
 
 
 def run_grid(task: str, method: str, protocol: str, seeds: str = "0", device: str = "auto",
@@ -567,6 +587,7 @@ def main(argv=None) -> int:
     p.add_argument("--budget", default=None, help="minutes; runs that do not fit are deferred")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--dry-run", action="store_true", help="print the pending runs and estimates only")
+    p.add_argument("--pack", default="off", help="auto: train the runs that can pack as packs (bench/pack.py); off")
     p.add_argument("--data-dir", default=None, help="data directory (default: $BENCH_DATA, ../shared/data, ./data)")
     args = p.parse_args(argv)
     try:
@@ -576,7 +597,7 @@ def main(argv=None) -> int:
             os.execve(sys.executable, [sys.executable, "-m", "bench.campaign", *sys.argv[1:]],
                       dict(os.environ, BENCH_NUMERICS=numerics_mode))
         return run_plan(args.plan, _number(args.workers, "WORKERS", int) or 0, args.backend,
-                        _number(args.budget, "BUDGET"), args.device, args.dry_run, args.data_dir)
+                        _number(args.budget, "BUDGET"), args.device, args.dry_run, args.data_dir, args.pack)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

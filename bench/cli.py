@@ -169,40 +169,58 @@ def cmd_leaderboard(args):
 
 
 def cmd_verify(args):
-    """Rows are replayed in the numerics mode they were made in: each mode in its own process
-    (the mode is fixed before torch loads), the processes side by side."""
+    """Consistency checks first (seconds, every selected row; bench/consistency.py), then the replays.
+    Rows are replayed in the numerics mode they were made in: each mode in its own process (the
+    mode is fixed before torch loads), the processes side by side. Passing full replays of long rows
+    are appended to the registry's log (bench/verify.LOG_FILE)."""
     import json
     import os
     import subprocess
     import tempfile
 
-    from bench import numerics, results, verify
+    from bench import consistency, numerics, results, verify
     if args.numerics:                      # a child: verify the rows of this process's mode
         rows = verify.verify_all(data_dir=args.data_dir, only=args.only, numerics=numerics.effective(),
-                                 sweep_sample=args.sweep_sample, uncommitted=args.uncommitted)
+                                 sweep_sample=args.sweep_sample, uncommitted=args.uncommitted,
+                                 full=args.full, rotation_n=args.rotation, part=args.part)
         Path(args.summary).write_text(json.dumps(rows))
         return 0
-    registry = results.read_registry()
-    verify.check_only(registry, args.only)
-    if args.uncommitted:                   # a bad checkout is a usage error, said once, before any child
-        registry = registry[registry.run_id.isin(verify.uncommitted_ids(results.registry_path()))]
-    modes = sorted({verify.replay_mode(n) for n in registry.numerics})
+    all_rows = results.read_registry()
+    registry = verify.select(all_rows, results.registry_path(), args.only, args.uncommitted, args.full)
+    problems = consistency.check_registry(results.registry_path(), df=registry)
+    for p in problems:
+        print(p.line())
+    line, consistent = consistency.summary(problems, len(registry))
+    print(line)
+    if args.consistency:
+        return 0 if consistent else 1
+    if not consistent:
+        print("verify-seeds: failed: the rows above are inconsistent (no replay run)", file=sys.stderr)
+        return 1
+    # one process per numerics mode; the rows replayed in full (minutes each) in processes of their own,
+    # so that they share the cores with the rest instead of queueing behind it
+    in_full = verify.full_ids(registry, args.full, args.rotation) if (args.full or args.rotation) else set()
+    parts = sorted({(verify.replay_mode(n), "full" if rid in in_full else "rest")
+                    for n, rid in zip(registry.numerics, registry.run_id)})
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         procs = {}
-        for mode in modes:                 # the modes' processes run side by side (one per core)
-            summary = Path(tmp) / f"{mode}.json"
+        for mode, part in parts:           # the processes run side by side
+            summary = Path(tmp) / f"{mode}-{part}.json"
             cmd = [sys.executable, "-m", "bench"] + (["--data-dir", args.data_dir] if args.data_dir else []) + [
                 "verify-seeds", "--numerics", mode, "--summary", str(summary)] + (
                 ["--only", args.only] if args.only else []) + (
                 ["--sweep-sample", str(args.sweep_sample)] if args.sweep_sample is not None else []) + (
-                ["--uncommitted"] if args.uncommitted else [])
-            procs[mode] = (subprocess.Popen(cmd, env=dict(os.environ, BENCH_NUMERICS=mode, PYTHONUNBUFFERED="1")),
-                           summary)
+                ["--uncommitted"] if args.uncommitted else []) + (
+                ["--full", args.full] if args.full else []) + (
+                ["--rotation", str(args.rotation)] if args.rotation else []) + (
+                ["--part", part] if in_full else [])
+            procs[f"{mode}-numerics{' full-replay' if part == 'full' else ''}"] = (
+                subprocess.Popen(cmd, env=dict(os.environ, BENCH_NUMERICS=mode, PYTHONUNBUFFERED="1")), summary)
         failed = []
         for mode, (proc, summary) in procs.items():
             if proc.wait() != 0 or not summary.exists():
-                failed.append(f"error: verifying the {mode}-numerics rows failed (exit {proc.returncode})")
+                failed.append(f"error: verifying the {mode} rows failed (exit {proc.returncode})")
             else:
                 rows += json.loads(summary.read_text())
         if failed:
@@ -210,7 +228,14 @@ def cmd_verify(args):
             return 1
     bad = [r for r in rows if not r["ok"]]
     skipped = sum(r["skipped"] for r in rows)
-    print(f"verify-seeds: {len(rows) - len(bad) - skipped} passed, {len(bad)} failed, {skipped} skipped")
+    logged = verify.append_log(results.registry_path(), rows)
+    print(f"verify-seeds: {len(rows) - len(bad) - skipped} passed, {len(bad)} failed, {skipped} skipped"
+          + (f"; {logged} full replay(s) logged to {results.registry_path() / verify.LOG_FILE}" if logged else ""))
+    remaining = verify.start_only(all_rows, verify.read_log())
+    protocol = dict(zip(all_rows.run_id, all_rows.protocol))
+    sweep = sum(protocol[r].startswith("sweep") for r in remaining)
+    print(f"start-only verified: {len(remaining)} long rows ({sweep} of them sweep points) without result "
+          f"fingerprints, never fully replayed (`make verify-seeds FULL=<run id|pattern>` replays them)")
     return 1 if bad else 0
 
 
@@ -254,15 +279,24 @@ def main(argv=None) -> int:
     r.set_defaults(fn=cmd_run)
     sub.add_parser("list", help="tasks, methods, protocols").set_defaults(fn=cmd_list)
     sub.add_parser("leaderboard", help="regenerate reports/LEADERBOARD.md").set_defaults(fn=cmd_leaderboard)
-    v = sub.add_parser("verify-seeds", help="re-run registered CPU-feasible runs and compare metrics")
+    v = sub.add_parser("verify-seeds", help="check every row's consistency, replay registered runs and "
+                                           "compare metrics")
     v.add_argument("--only", default=None, help="only run ids containing this text")
     v.add_argument("--sweep-sample", type=_non_negative, default=None, metavar="N",
                    help="of the sweep* protocols' rows, verify only N per (protocol, task, method), the same "
                         "ones every time (CI); every other row is always verified")
     v.add_argument("--uncommitted", action="store_true",
                    help="only rows git does not track yet (a campaign's new rows, before committing them)")
+    v.add_argument("--consistency", action="store_true",
+                   help="only the consistency checks (seconds, no replay): metrics against curves and side "
+                        "files, hashes, ids, commits and plugin files")
+    v.add_argument("--full", default=None, metavar="PATTERN",
+                   help="replay these rows' whole training (a run id or a glob), and only these")
+    v.add_argument("--rotation", type=_non_negative, default=0, metavar="N",
+                   help="also replay N long rows in full, chosen from the commit being tested (CI)")
     v.add_argument("--numerics", choices=("portable", "native"), help=argparse.SUPPRESS)
     v.add_argument("--summary", help=argparse.SUPPRESS)
+    v.add_argument("--part", choices=("full", "rest"), help=argparse.SUPPRESS)
     v.set_defaults(fn=cmd_verify)
     d = sub.add_parser("data", help="verify (or --fetch) datasets")
     d.add_argument("datasets", nargs="*")

@@ -428,6 +428,10 @@ def main(argv=None):
     p.add_argument("--contention", choices=("on", "off", "only"), default="on",
                    help="the contention check: after the throughput tables, skipped, or alone")
     p.add_argument("--contention-shape", default="cpu-small")
+    p.add_argument("--packs", choices=("on", "off", "only"), default="off",
+                   help="the packs section (bench/packperf.py): after the tables, skipped, or alone")
+    p.add_argument("--pack-sizes", default="1,3,9,27", help="pack sizes E of the packs section")
+    p.add_argument("--pack-shape", help="shape of the packs section (default zaremba-medium on CUDA, cpu-small on a CPU)")
     p.add_argument("--contention-method", default="zoneout", help="a per-step method")
     p.add_argument("--contention-steps", type=int, default=30, help="training steps per block")
     p.add_argument("--contention-repeats", type=int, default=3, help="alternating blocks alone/contended")
@@ -437,7 +441,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     device = pick_device(a.device)
     shapes = (a.shapes or ("zaremba-medium,awd-ptb" if device.type == "cuda" else "cpu-small")).split(",")
-    unknown = [s for s in shapes + [a.contention_shape] if s not in SHAPES]
+    unknown = [s for s in shapes + [a.contention_shape] + ([a.pack_shape] if a.pack_shape else []) if s not in SHAPES]
     if unknown:
         p.error(f"unknown shape(s) {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
     bad_cells = [c for c in a.cells.split(",") if c not in TORCH_RNNS]
@@ -469,15 +473,22 @@ def benchmark(a, shapes, device, args):
     impls = [fastcell.resolve_impl(i, source="--impl") for i in a.impl.split(",")]
     info = device_info(device if a.contention != "only" else torch.device("cpu"))
     sections, rows, extra, passed = {}, [], "", True
-    for name in shapes if a.contention != "only" else []:
+    only_packs = a.packs == "only"
+    for name in shapes if a.contention != "only" and not only_packs else []:
         for cell in a.cells.split(","):
             runners, skipped = measure(name, methods, impls, device, a.repeats, steps, warmup, a.seed, cell=cell)
             sections[(name, cell)] = (runners, steps, skipped)
             rows += raw_rows(name, runners, steps, info)
-    if a.contention != "off":
+    if a.packs != "off":
+        from bench import packperf
+        shape = a.pack_shape or ("zaremba-medium" if cuda else "cpu-small")
+        text, pack_rows = packperf.section(shape, device, [int(e) for e in a.pack_sizes.split(",")], steps, warmup,
+                                           a.repeats)
+        extra, rows = extra + text, rows + pack_rows
+    if a.contention != "off" and not only_packs:
         c = contention(a.contention_shape, a.contention_method, CONTENTION_THREADS,
                        a.contention_steps, a.contention_repeats, a.seed)
-        extra, passed = contention_report(c), c["passed"]
+        extra, passed = extra + contention_report(c), c["passed"]
         rows += contention_rows(c, info)
     return report(info, sections, args, default_shapes=not a.shapes and bool(sections), extra=extra), rows, passed
 

@@ -7,7 +7,10 @@ no Software metadata in the PNGs, a seeded fANOVA). Sections: 1 each table again
 across tasks (also of the sweeps' default points, and from one protocol to another), 3 learning
 curves (each method's default config of every protocol but `sweep*`; `smoke` left out unless
 --include-smoke), 4 sensitivity and 5 importance of the dropout rates (rows of `sweep*` protocols),
-6 published numbers against ours (`paper*` protocols). The pieces live in bench/analysis/.
+6 expected validation performance against the tuning budget (their random-search rows), 7 published
+numbers against ours (`paper*` protocols). Section 1 also reads the runs' per-example test side files
+(registry/_examples/) for its paired bootstrap. Every bootstrap has a fixed seed. The pieces live in
+bench/analysis/.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from bench import plugins, results
 from bench.analysis import figures, select
 from bench.analysis.doc import FIGURES, Doc
 from bench.analysis.results_sections import section_curves, section_ranks, section_tables
-from bench.analysis.sweep_sections import section_importance, section_published, section_sensitivity
+from bench.analysis.evp import section_evp
+from bench.analysis.sweep_sections import section_importance, section_published, section_sensitivity, sweep_groups
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,8 +35,9 @@ def default_out() -> Path:
     return Path(os.environ.get("BENCH_REPORTS") or REPO / "reports")
 
 
-def build(df: pd.DataFrame, include_smoke: bool = False) -> Doc:
-    """The report (Markdown lines and figure objects) of a registry table."""
+def build(df: pd.DataFrame, include_smoke: bool = False, registry: Path | None = None) -> Doc:
+    """The report (Markdown lines and figure objects) of a registry table; `registry`: the folder whose
+    per-example side files section 1 bootstraps (None: no side files)."""
     df = df.sort_values("run_id", ignore_index=True)
     select.default_hash.cache_clear()          # plugins' protocols may have changed since the last call
     select.defaults.cache_clear()
@@ -44,8 +49,8 @@ def build(df: pd.DataFrame, include_smoke: bool = False) -> Doc:
             "do not edit by hand. The same registry gives the same bytes.", "",
             f"The registry holds {len(df)} run(s), {n_ok} finished without diverging. Runs of different "
             "configs or device kinds are never pooled: each table is one protocol, task and device. "
-            "Sections 1–3 and 6 use each method's default config of its protocol (no `SET` overrides); "
-            "rows of other configs are sweep points, read by sections 4–5.", "")
+            "Sections 1–3 and 7 use each method's default config of its protocol (no `SET` overrides); "
+            "rows of other configs are sweep points, read by sections 4–6.", "")
     results_protocols = ~df.protocol.str.startswith(select.SWEEP_PREFIX)
     smoke = df.protocol == "smoke"
     if include_smoke:
@@ -66,11 +71,12 @@ def build(df: pd.DataFrame, include_smoke: bool = False) -> Doc:
     notes += [f"{n} (Section 2's ranking of the sweeps' default points.)" for n in sweep_notes]
     doc.add(*[f"- {n}" for n in notes], *([""] if notes else []))
     names = sorted(set(plugins.list_methods()) | set(df.method))
-    section_tables(doc, chosen)
+    section_tables(doc, chosen, registry)
     section_ranks(doc, pd.concat([chosen, sweep_defaults], ignore_index=True))
     section_curves(doc, chosen, names)
     section_sensitivity(doc, df)
     section_importance(doc, df)
+    section_evp(doc, list(sweep_groups(df)))
     paper, _ = select.default_rows(df[df.protocol.str.startswith(select.PAPER_PREFIX)])
     section_published(doc, paper)
     return doc
@@ -80,7 +86,8 @@ def write(registry: Path | None = None, out: Path | None = None, include_smoke: 
     """Write OUT/REPORT.md and OUT/figures/*.png; PNGs of earlier runs that this one did not make
     are removed. Returns the Markdown's path."""
     out = Path(out or default_out())
-    doc = build(results.read_registry(registry), include_smoke)
+    registry = Path(registry or results.registry_path())
+    doc = build(results.read_registry(registry), include_smoke, registry)
     fig_dir = out / FIGURES
     fig_dir.mkdir(parents=True, exist_ok=True)
     for name, fig in sorted(doc.figures.items()):

@@ -48,13 +48,17 @@ SCHEMA = pa.schema([
     # run and on older rows), and the pack it trained in (bench/pack: 1 and "[]" for a solo run)
     ("weights_sha256", pa.string()), ("examples_sha256", pa.string()),
     ("pack_size", pa.int64()), ("pack_members", pa.string()),
+    # sha256 of the side file's bytes as written (any flipped byte shows); examples_sha256 is of its
+    # content, which a replay elsewhere (another pyarrow) compares
+    ("examples_file_sha256", pa.string()),
 ])
 # columns a schema-1 row lacks, read as these values
 ADDED_IN_V2 = dict(schema_version=1, metric_signature="", curve_train_loss=[], curve_valid=[],
                    curve_valid_loss=[], curve_lr=[], curve_wall_s=[], probe_loss=[], cpu_vendor="",
                    cpu_model="", cpu_isa="", numerics="", lock_sha256="", plugin_sha256="")
 # columns a schema-2 row lacks: "" means "no result fingerprint" (start-only verified)
-ADDED_IN_V3 = dict(weights_sha256="", examples_sha256="", pack_size=1, pack_members="[]")
+ADDED_IN_V3 = dict(weights_sha256="", examples_sha256="", pack_size=1, pack_members="[]",
+                   examples_file_sha256="")
 ADDED = {**ADDED_IN_V2, **ADDED_IN_V3}
 COLUMNS = SCHEMA.names
 
@@ -130,8 +134,10 @@ def write_result(registry: Path, row: dict, examples=None) -> Path:
     if find_run(registry, row["run_id"]):
         return write_row(registry, row)          # raises: registered rows and side files are immutable
     row["examples_sha256"] = examples_digest(examples) if examples is not None else ""
+    row["examples_file_sha256"] = ""
     if examples is not None:
-        write_examples(registry, row, examples)
+        side = write_examples(registry, row, examples)
+        row["examples_file_sha256"] = hashlib.sha256(side.read_bytes()).hexdigest()
     return write_row(registry, row)
 
 

@@ -78,3 +78,53 @@ def _never_touch_the_committed_registry(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BENCH_REGISTRY", str(scratch / "registry"))
     monkeypatch.setenv("BENCH_REPORTS", str(scratch / "reports"))
     monkeypatch.setenv("BENCH_RUNS", str(scratch / "runs"))
+
+
+# --- skips, by reason (issue 35): CUDA-only ones counted, every other one named with its reason ---
+CUDA_ONLY = ("needs a CUDA device",)
+# skips that cannot be avoided where they happen, and why; any other skip is "unjustified" and, with
+# BENCH_STRICT_SKIPS=1 (.ci/run), fails the session (CI has the data mirror and every locked package)
+JUSTIFIED = {
+    "root ignores file permissions": (
+        "as root a chmod cannot make a folder unwritable; the root case is covered by "
+        "test_an_unusable_registry_or_reports_location_is_an_error_before_training"),
+    "a GPU is present": "checks the no-GPU error message, which a GPU machine cannot produce",
+}
+
+
+def _skips(terminalreporter) -> tuple[list, list, list]:
+    """(cuda, justified, unjustified) skipped reports as (nodeid, reason)."""
+    cuda, ok, bad = [], [], []
+    for rep in terminalreporter.stats.get("skipped", []):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        item = (rep.nodeid, reason)
+        if any(c in reason for c in CUDA_ONLY):
+            cuda.append(item)
+        elif any(j in reason for j in JUSTIFIED):
+            ok.append(item)
+        else:
+            bad.append(item)
+    return cuda, ok, bad
+
+
+def pytest_terminal_summary(terminalreporter):
+    cuda, ok, bad = _skips(terminalreporter)
+    if not (cuda or ok or bad):
+        return
+    tr = terminalreporter
+    tr.write_sep("-", "skips by reason")
+    if cuda:
+        tr.write_line(f"{len(cuda)} skipped: CUDA-only (no CUDA device here)")
+    for nodeid, reason in ok:
+        why = next(v for k, v in JUSTIFIED.items() if k in reason)
+        tr.write_line(f"1 skipped, not CUDA: {nodeid}: {reason} (justified: {why})")
+    for nodeid, reason in bad:
+        tr.write_line(f"1 skipped, not CUDA, UNJUSTIFIED: {nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import os
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None and os.environ.get("BENCH_STRICT_SKIPS") == "1" and _skips(tr)[2] and exitstatus == 0:
+        session.exitstatus = 1             # a test that silently did not run: CI fails, naming it

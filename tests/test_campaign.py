@@ -160,7 +160,7 @@ def test_bad_input_on_the_command_line_exits_2_and_writes_nothing(tmp_path, caps
 
 
 def test_unknown_plan_lists_the_shipped_ones():
-    with pytest.raises(UsageError, match="plan 'nosuchplan' not found.*choose one of: cpu, cpu-gpu, gpu, smoke"):
+    with pytest.raises(UsageError, match="plan 'nosuchplan' not found.*choose one of: cpu, cpu-gpu, gpu, gpu-packs, smoke"):
         plans.load_plan("nosuchplan")
 
 
@@ -173,13 +173,18 @@ def test_shipped_plans_expand_in_their_documented_order():
     assert {s.seed for s in gpu[:n_methods + 7]} == {0}                        # then the paper protocols
     assert {s.protocol for s in gpu if s.seed == 0} >= {"equal", "paper", "paper-large", "paper-mc"}
     assert [s.seed for s in gpu] == sorted(s.seed for s in gpu) and {s.seed for s in gpu} == {0, 1, 2}
-    cpu = specs_of("cpu")                     # the 36 cells of the cpu table, 3 seeds each, once
-    assert len(cpu) == len({s.run_id for s in cpu}) == 4 * 9 * 3 and {s.protocol for s in cpu} == {"cpu"}
-    tasks = [s.task for s in cpu]                  # whole tables in turn: SST, Multi30k, then PTB
-    assert sorted(set(tasks[:54])) == ["sst2", "sst5"] and set(tasks[54:81]) == {"multi30k-de-en"}
-    assert [(s.method, s.seed) for s in cpu[81:87]] == [("none", 0), ("zaremba", 0), ("none", 1),
-                                                        ("zaremba", 1), ("none", 2), ("zaremba", 2)]
-    assert [s.seed for s in cpu[54:81]] == sorted(s.seed for s in cpu[54:81])   # seed by seed in a table
+    cpu = specs_of("cpu")     # 4 tables x 10 methods x seeds 0-2, and SST-2/5 seeds 3-9, each run once
+    assert len(cpu) == len({s.run_id for s in cpu}) == 4 * 10 * 3 + 2 * 10 * 7 and {s.protocol for s in cpu} == {"cpu"}
+    tasks = [s.task for s in cpu]     # whole tables in turn: SST (then its rnndrop and seeds 3-9), Multi30k, PTB
+    assert sorted(set(tasks[:200])) == ["sst2", "sst5"] and {s.seed for s in cpu[60:200]} == set(range(3, 10))
+    assert {s.method for s in cpu[54:60]} == {"rnndrop"} and set(tasks[200:227]) == {"multi30k-de-en"}
+    assert [(s.method, s.seed) for s in cpu[227:233]] == [("none", 0), ("zaremba", 0), ("none", 1),
+                                                          ("zaremba", 1), ("none", 2), ("zaremba", 2)]
+    assert [s.seed for s in cpu[200:227]] == sorted(s.seed for s in cpu[200:227])   # seed by seed in a table
+    assert {(s.task, s.method) for s in cpu[254:]} == {("multi30k-de-en", "rnndrop"), ("ptb", "rnndrop")}
+    wt2 = specs_of("wt2")     # the WikiText-2 table: none and zaremba first
+    assert len(wt2) == 30 and {s.task for s in wt2} == {"wikitext-2"} and {s.protocol for s in wt2} == {"cpu"}
+    assert {s.method for s in wt2[:6]} == {"none", "zaremba"}
     assert plans.load_plan("cpu").numerics == "native"
 
 

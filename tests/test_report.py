@@ -56,6 +56,15 @@ def row(task, method, protocol, seed, test, valid=None, curve=None, vloss=None, 
     return r
 
 
+@pytest.fixture(autouse=True)
+def _fewer_resamples(monkeypatch):
+    """The report's bootstraps at test size (the numbers are tested in tests/test_report_*.py)."""
+    from bench.analysis import aggregate, testnoise
+    monkeypatch.setattr(sweep_sections, "BOOT_RESAMPLES", 3)
+    monkeypatch.setattr(aggregate, "RESAMPLES", 50)
+    monkeypatch.setattr(testnoise, "RESAMPLES", 100)
+
+
 ZAREMBA = [100.0, 101.0, 99.5]
 GAL = [80.0, 80.8, 79.6]               # far below zaremba: better (ppl, lower is better)
 NAIVE = [101.0, 99.5, 100.0]           # the same values as zaremba: no difference
@@ -235,7 +244,9 @@ def test_figures_series_and_labels(full):
         "means_cpu_multi30k-de-en_cpu.png", "means_cpu_ptb_cpu.png", "means_cpu_sst2_cpu.png",
         "means_cpu_sst5_cpu.png", "cd_cpu.png", "curves_cpu_multi30k-de-en_cpu.png", "curves_cpu_ptb_cpu.png",
         "curves_cpu_sst2_cpu.png", "curves_cpu_sst5_cpu.png", "sweep_sweep_ptb_cpu_zoneout.png", "curves_sweep_ptb_cpu.png",
-        "importance_sweep_ptb_cpu_zoneout.png", "means_paper_ptb_cpu.png", "curves_paper_ptb_cpu.png"])
+        "importance_sweep_ptb_cpu_zoneout.png", "means_paper_ptb_cpu.png", "curves_paper_ptb_cpu.png",
+        "ranks_cpu_multi30k-de-en_cpu.png", "ranks_cpu_ptb_cpu.png", "ranks_cpu_sst2_cpu.png", "ranks_cpu_sst5_cpu.png",
+        "evp_sweep_ptb_cpu.png"])
     ax = figs["means_cpu_ptb_cpu.png"].axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["gal (n=3)", "naive (n=3)", "zaremba (n=3)", "none (n=1)"]
     assert len(ax.containers) == 4 and "test ppl (lower is better)" in ax.get_xlabel()
@@ -259,7 +270,7 @@ def test_figures_series_and_labels(full):
     assert "not those of the `cpu` or `paper` leaderboards" in text
     ax = figs["importance_sweep_ptb_cpu_zoneout.png"].axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["z_h", "z_c"] and len(ax.patches) == 2
-    assert ax.get_xlabel() == f"{sweep_sections.evaluator()[0]} importance"
+    assert ax.get_xlabel() == f"{sweep_sections.evaluator()[0]} importance (bars: 95% bootstrap interval)"
 
 
 def test_sensitivity_and_importance(full):
@@ -268,7 +279,7 @@ def test_sensitivity_and_importance(full):
     assert g[:4] == ("sweep", "ptb", "cpu", "zoneout") and g[5] == "lstm"
     panels, note = sensitivity(g[4], "zoneout", "sweep", "ptb")
     assert note == "" and list(panels) == ["z_h", "z_c"]
-    x, mean, lo, hi, ns, default = panels["z_c"]
+    x, mean, lo, hi, ns, default = panels["z_c"][:6]
     assert x == [0.3, 0.5, 0.7] and ns == [2, 2, 2] and default == 0.5
     assert mean == pytest.approx([zoneout_loss(0.05, zc) + 0.005 for zc in x])
     assert hi[0] - lo[0] == pytest.approx(0.01)
@@ -279,8 +290,8 @@ def test_sensitivity_and_importance(full):
     assert imp["z_c"] > 0.8 and imp["z_c"] + imp["z_h"] == pytest.approx(1.0)
     text = report.build(df).text()
     assert "for zoneout on ptb, z_c matters most" in text
-    assert re.search(rf"^\| sweep · ptb · cpu +\| zoneout +\| z_c +\| {imp['z_c']:.2f} +\| z_h {imp['z_h']:.2f} +\| 30 +"
-                     r"\| random search +\| no ", text, re.M)           # section 5's summary table
+    assert re.search(rf"^\| sweep · ptb · cpu +\| zoneout +\| z_c +\| {imp['z_c']:.2f} \[[0-9.]+, [0-9.]+\] +\| \d+% +"
+                     rf"\| z_h {imp['z_h']:.2f} +\| 30 +\| 0 +\| random search +\| no ", text, re.M)   # section 5's summary
     assert "the validation loss moves most with z_c" in text
     assert "No sweep rows yet for multi30k-de-en, sst2." in text
 
@@ -326,7 +337,7 @@ def test_markdown_references_every_figure_and_rerun_is_byte_identical(full, tmp_
     text = md.read_text()
     files = sorted(p.name for p in (out / "figures").glob("*.png"))
     linked = re.findall(r"!\[[^\]]*\]\(figures/([^)]+)\)", text)
-    assert sorted(linked) == files and len(files) == 14
+    assert sorted(linked) == files and len(files) == 19
     lines = text.splitlines()
     for i, ln in enumerate(lines):                               # each figure has its reading beside it
         if ln.startswith("!["):
@@ -347,7 +358,7 @@ def test_sections_say_what_they_lack(registry, tmp_path):
     smoke = report.build(results.read_registry(registry), include_smoke=True)
     assert "### smoke · ptb · cpu — test ppl (lower is better)" in smoke.text()
     assert "needs ≥ 2 seeds" in smoke.text() and "Needs ≥ 3 methods on ≥ 2 tasks" in smoke.text()
-    assert sorted(smoke.figures) == ["curves_smoke_ptb_cpu.png", "means_smoke_ptb_cpu.png"]
+    assert sorted(smoke.figures) == ["curves_smoke_ptb_cpu.png", "means_smoke_ptb_cpu.png", "ranks_smoke_ptb_cpu.png"]
     empty = report.build(results.read_registry(tmp_path / "nothing")).text()
     assert "The registry holds 0 run(s)" in empty
 

@@ -249,3 +249,71 @@ def test_an_only_filter_that_matches_no_registered_id_is_an_error_not_zero_passe
     assert out.row["run_id"] in err                                    # an example of what ids look like
     res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], only=".none.", echo=lambda _: None)
     assert [r["run_id"] for r in res] == [out.row["run_id"]]
+
+
+def test_a_full_replay_of_a_long_row_matches_bit_for_bit_with_its_result_digests(tiny_lm, tmp_path):
+    out = run(tiny_lm, tmp_path, "zoneout", "equal", epochs="2", hidden_size="8", emb_size="8", bptt="8")
+    assert out.row["weights_sha256"] and out.row["examples_sha256"]
+    rid = out.row["run_id"]
+    [r] = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], full=rid, echo=lambda s: None)
+    assert (r["mode"], r["ok"], r["exact"]) == ("full replay", True, True)
+    assert r["log"]["weights_sha256"] == out.row["weights_sha256"]
+    assert r["log"]["examples_sha256"] == out.row["examples_sha256"]
+    rewrite(out.path, weights_sha256="0" * 64)
+    [r] = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], full="tinylm.*.equal.*", echo=lambda s: None)
+    assert not r["ok"] and "weights_sha256" in r["detail"]
+
+
+def test_a_full_replay_elsewhere_compares_metrics_within_the_tasks_tolerance(tiny_lm, tmp_path, monkeypatch):
+    out = run(tiny_lm, tmp_path, "zoneout", "equal", epochs="2", hidden_size="8", emb_size="8", bptt="8")
+    monkeypatch.setitem(verify.FULL_TOL, "tinylm", ("rel", 0.01))
+    late = list(out.row["curve_valid"])
+    late[-1] *= 1.5                                          # later epochs are not compared elsewhere
+    rewrite(out.path, cpu_model="Some Other CPU", weights_sha256="0" * 64, test=out.row["test"] * 1.005,
+            curve_valid=late)
+    check = lambda: verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], full=out.row["run_id"],
+                                      echo=lambda s: None)[0]
+    r = check()
+    assert r["ok"] and not r["exact"] and r["log"]["result"].startswith("tolerance")
+    rewrite(out.path, test=out.row["test"] * 1.02)
+    r = check()
+    assert not r["ok"] and "test" in r["detail"]
+
+
+def test_full_selects_by_run_id_or_glob_and_a_pattern_matching_nothing_is_a_usage_error(tiny_lm, tmp_path, capsys,
+                                                                                         monkeypatch):
+    run(tiny_lm, tmp_path, "none")
+    monkeypatch.setenv("BENCH_REGISTRY", str(tmp_path / "reg"))
+    assert main(["--data-dir", str(tiny_lm[1]), "verify-seeds", "--full", "tinylm.*.cpu.ffff*"]) == 2
+    assert "matches no registered run id" in capsys.readouterr().err
+
+
+def test_the_rotation_is_chosen_by_the_commit_and_covers_rows_in_turn():
+    import pandas as pd
+    ids = [f"sst{t}.m{i}.cpu.s0.cpu.{i:08x}" for t in (2, 5) for i in range(10)]
+    df = pd.DataFrame(dict(run_id=ids + ["ptb.m.cpu.s0.cpu.1", "sst2.m.smoke.s0.cpu.2"],
+                           protocol=["cpu"] * 21 + ["smoke"], task=[i.split(".")[0] for i in ids] + ["ptb", "sst2"],
+                           device="cpu", wall_s=200.0))
+    a = verify.rotation(df, 2, commit="a" * 40)
+    assert len(a) == 2 and a == verify.rotation(df.iloc[::-1], 2, commit="a" * 40)
+    assert set(a) <= set(ids)
+    seen = set().union(*(verify.rotation(df, 2, commit=f"{c:040x}") for c in range(40)))
+    assert seen == set(ids)
+    slow = df.assign(wall_s=[200.0] * 19 + [verify.ROTATION_MAX_WALL_S + 1] + [200.0] * 2)
+    assert ids[19] not in set().union(*(verify.rotation(slow, 2, commit=f"{c:040x}") for c in range(40)))
+
+
+def test_passing_full_replays_are_logged_and_old_rows_counted_start_only(tmp_path):
+    import pandas as pd
+    rows = [dict(run_id="a", ok=True, skipped=False, machine="CPU X", log=dict(result="exact: bit for bit",
+                                                                                weights_sha256="w", examples_sha256="e")),
+            dict(run_id="b", ok=False, skipped=False, log=dict(result="x", weights_sha256="", examples_sha256="")),
+            dict(run_id="c", ok=True, skipped=False)]
+    assert verify.append_log(tmp_path, rows, commit="c0ffee") == 1
+    assert verify.append_log(tmp_path, rows[:1], commit="c0ffee") == 1
+    log = verify.read_log(tmp_path)
+    assert list(log.columns) == list(verify.LOG_COLUMNS) and list(log.run_id) == ["a", "a"]
+    assert (log.commit == "c0ffee").all() and log.machine.iloc[0] == "CPU X"
+    df = pd.DataFrame(dict(run_id=["a", "b", "s", "d"], task="sst2", protocol=["cpu", "cpu", "smoke", "cpu"],
+                           status=["ok", "ok", "ok", "diverged"], examples_sha256=["", "", "", ""]))
+    assert verify.start_only(df, log) == ["b"]

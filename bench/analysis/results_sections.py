@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bench.analysis import figures, select, stats
+from bench.analysis import aggregate, budget, diverged, figures, select, stats, table_notes
 from bench.analysis.doc import Doc, fmt, fmt_p
 
 BASE = select.BASELINE
@@ -113,6 +113,7 @@ def pairs_matrix(doc: Doc, unit: pd.DataFrame) -> None:
             f"best mean first.", "")
     doc.table(rows, ["method"] + order[:-1])
     clear = [d for d in pairs if d["clear"]]
+    family = f" (Verdicts of the family of all {len(pairs)} pairs.)" if len(pairs) > 1 else ""
     if clear:
         said = "; ".join(f"{quoted([d['a']])} over {quoted([d['b']])} ({fmt(abs(d['diff']))})" for d in clear)
         rest = len(pairs) - len(clear)
@@ -121,17 +122,17 @@ def pairs_matrix(doc: Doc, unit: pd.DataFrame) -> None:
         if rest == 1:
             d = next(d for d in pairs if not d["clear"])
             tail = f" The other gap, {quoted([d['a']])} against {quoted([d['b']])} ({fmt(abs(d['diff']))}), is within it."
-        doc.add(f"*Reading:* {head} by more than seed noise: {said}.{tail}", "")
+        doc.add(f"*Reading:* {head} by more than seed noise: {said}.{tail}{family}", "")
     else:
         tested = [d for d in pairs if not math.isnan(d["p"])]
         low = min(tested, key=lambda d: d["p"]) if tested else None
         doc.add(f"*Reading:* {f'none of the {len(pairs)} gaps is' if len(pairs) > 1 else 'the one gap is not'} "
                 "larger than seed noise at these seed counts"
                 + (f" (the smallest p, {quoted([low['a']])} against {quoted([low['b']])}, is {fmt_p(low['p'])}, "
-                   f"{fmt_p(low['p_holm'])} after Holm's correction)." if low else "."), "")
+                   f"{fmt_p(low['p_holm'])} after Holm's correction)." if low else ".") + family, "")
 
 
-def section_tables(doc: Doc, df: pd.DataFrame) -> None:
+def section_tables(doc: Doc, df: pd.DataFrame, registry=None) -> None:
     doc.add("## 1. Each table: means, confidence intervals, tests against zaremba and between every pair", "",
             f"Per protocol, task and device: the test metric's mean, sample standard deviation, number of "
             f"seeds `n`, Student-t 95% confidence interval (CI) of the mean and each seed's value (a seed more "
@@ -143,7 +144,10 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
             f"units of the pooled seed-to-seed standard deviation; about 0.2 is small, 0.8 large). "
             f"`better`/`worse` means the Holm-corrected p is below 0.05. One seed gives no CI and no test. "
             f"Under each figure, every pair of methods the same way (Welch, Holm over all the pairs of the "
-            f"table): which gaps between methods are larger than seed noise.", "")
+            f"table): which gaps between methods are larger than seed noise. `last-epoch peaks`: the finished "
+            f"seeds whose best validation epoch was their last. Then, per table, what it cannot tell: the "
+            f"diverged runs, whether the budget decides its order, the smallest gap its seeds can resolve "
+            f"(power), and how noisy its fixed test set is.", "")
     if df.empty:
         doc.add("No rows: this section needs finished runs of a results protocol (e.g. `make campaign "
                 "PLAN=cpu`).", "")
@@ -151,6 +155,7 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
     for protocol, task, device in select.units(df):
         unit = df[(df.protocol == protocol) & (df.task == task) & (df.device == device)]
         res, higher = compare(unit)
+        peaks = budget.last_epoch_counts(unit)
         metric = unit.metric.iloc[0]
         doc.add(f"### {select.unit_name(protocol, task, device)} — test {metric} "
                 f"({'higher' if higher else 'lower'} is better)", "")
@@ -160,15 +165,17 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
             n = f"{s.n}" + (f" (+{d['diverged']} diverged)" if d["diverged"] else "")
             ci = "—" if math.isnan(s.lo) else f"[{fmt(s.lo)}, {fmt(s.hi)}]"
             by_seed = ", ".join(f"s{seed} {fmt(x)}" for seed, x in d["seeds"])
+            k, m = peaks.get(d["method"], (0, 0))
             rows.append([d["method"], fmt(s.mean), fmt(s.std), n, ci, by_seed, fmt(d["diff"]), fmt_p(d["p"]),
-                         fmt_p(d["p_holm"]), fmt(d["g"]), d["verdict"]])
+                         fmt_p(d["p_holm"]), fmt(d["g"]), d["verdict"], f"{k}/{m}" if m else "—"])
         doc.table(rows, ["method", "mean", "std", "n", "95% CI", "by seed", f"Δ vs {BASE}", "p (Welch)",
-                         "p (Holm)", "Hedges' g", "verdict"])
+                         "p (Holm)", "Hedges' g", "verdict", "last-epoch peaks"])
+        table_notes.diverged_note(doc, res)
         shown = [d for d in res if d["s"].n]
         if not shown:
             doc.add("Every run of this table diverged: nothing to plot.", "")
             continue
-        fig = figures.means([(d["method"], d["s"].mean, d["s"].lo, d["s"].hi, d["s"].n) for d in shown],
+        fig = figures.means([(d["method"], d["s"].mean, d["s"].lo, d["s"].hi, d["s"].n, d["diverged"]) for d in shown],
                             metric, higher, select.unit_name(protocol, task, device),
                             BASE if any(d["method"] == BASE for d in shown) else None)
         better = [d["method"] for d in res if d["verdict"] == "better"]
@@ -178,7 +185,8 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
             verdict = (f"of the {len(tested)} method{'s' if len(tested) > 1 else ''} tested against {quoted([BASE])}, "
                        f"{quoted(better) or 'no method'} {'are' if len(better) > 1 else 'is'} clearly better and "
                        f"{quoted(worse) or 'no method'} {'are' if len(worse) > 1 else 'is'} clearly worse "
-                       "after Holm's correction.")
+                       f"after Holm's correction (verdicts of the family of "
+                       + ("this one test)." if len(tested) == 1 else f"these {len(tested)} tests)."))
         else:
             verdict = f"no method could be tested against {quoted([BASE])} (each side needs ≥ 2 seeds)."
         doc.figure(f"means_{select.slug(protocol, task, device)}.png", fig,
@@ -191,6 +199,11 @@ def section_tables(doc: Doc, df: pd.DataFrame) -> None:
                              f"methods away)" for f in far)
             doc.add(f"*A seed far from the rest:* {said}. One such run carries its method's mean, std and test "
                     f"above; in section 3 its learning curve is an edge of its method's band.", "")
+        _, pairs = pairwise(unit)
+        table_notes.budget_note(doc, unit, valid_higher(unit))
+        table_notes.power_note(doc, res, len(pairs))
+        table_notes.noise_note(doc, unit, res, registry, select.unit_name(protocol, task, device))
+        table_notes.family_note(doc, res, pairs)
         pairs_matrix(doc, unit)
 
 
@@ -238,8 +251,12 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
             "diagram (Nemenyi post-hoc test, α = 0.05) joins by a thick line the methods whose mean ranks "
             "lie closer than CD, i.e. that the tasks cannot tell apart. Only tasks on which every compared "
             "method ran enter (a complete design); the others are named. A task whose runs were made on "
-            "several kinds of device is ranked on one of them (the table with the most methods).", "")
-    ok = df[df.status == "ok"]
+            "several kinds of device is ranked on one of them (the table with the most methods). A diverged "
+            "run counts as its table's worst finished run (a lenient stand-in: it has no number). SST-2 and "
+            "SST-5 are built from the same sentences (SST-2 is SST-5 without the neutral ones, relabelled), "
+            "so they are not independent blocks: with both in, the tests here count one source of evidence "
+            "twice and their p-values are optimistic.", "")
+    ok = diverged.scored(df)
     if ok.empty:
         doc.add("No rows: this section needs the same methods on at least 2 tasks (e.g. `make campaign "
                 "PLAN=cpu`).", "")
@@ -268,6 +285,11 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
                     + ".", "")
         k, n = len(full.columns), len(full.index)
         seeds = sub.groupby(["task", "method"]).size()
+        n_div = int(sub.diverged.sum())
+        if n_div:
+            doc.add(f"{n_div} of these runs diverged and count as their table's worst finished run: "
+                    + ", ".join(f"{t} · {m} {int(k)}" for (t, m), k in
+                                sub[sub.diverged].groupby(["task", "method"]).size().items()) + ".", "")
         few = {t: [f"{m} ({seeds[t, m]})" for m in full.columns if seeds[t, m] < FEW_SEEDS] for t in full.index}
         if any(few.values()):
             doc.add(f"Ranks resting on fewer than {FEW_SEEDS} seeds (a mean of 1 or 2 runs moves by about a seed's "
@@ -300,6 +322,8 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
         doc.figure(f"cd_{select.slug(protocol)}.png", fig, f"critical-difference diagram, {protocol}",
                    lead + together)
         agreement(doc, r, list(full.index), stat)
+        aggregate.section(doc, sub[sub.task.isin(full.index) & sub.method.isin(full.columns)], higher, protocol,
+                          BASE, FEW_SEEDS)
     scale_agreement(doc, by_protocol)
 
 
@@ -390,8 +414,10 @@ def valid_higher(unit: pd.DataFrame) -> bool:
 def section_curves(doc: Doc, df: pd.DataFrame, names: list[str]) -> None:
     doc.add("## 3. Learning curves", "",
             "The validation metric after each epoch: per method the mean over seeds (line) and the band "
-            "from the lowest to the highest seed. A curve that turns the wrong way before the last epoch "
-            "is overfitting, which is what the regularisers are meant to prevent.", "")
+            "from the lowest to the highest seed. A mean curve that turns the wrong way after its best epoch "
+            "by more than its seeds' spread at the last epoch is called overfitting, which is what the "
+            "regularisers are meant to prevent. Under it, the *ranking against budget*: the methods' ranks "
+            "by mean validation metric after each epoch, and whether the order still moves at the end.", "")
     ok = df[df.status == "ok"]
     if ok.empty:
         doc.add("No rows: learning curves need finished runs of a results protocol (e.g. `make campaign "
@@ -400,10 +426,15 @@ def section_curves(doc: Doc, df: pd.DataFrame, names: list[str]) -> None:
     for protocol, task, device in select.units(ok):
         unit = ok[(ok.protocol == protocol) & (ok.task == task) & (ok.device == device)]
         doc.add(f"### {select.unit_name(protocol, task, device)}", "")
-        unit_curves(doc, unit, names)
+        gone = df[(df.protocol == protocol) & (df.task == task) & (df.device == device) & (df.status != "ok")]
+        if len(gone):
+            doc.add(f"{len(gone)} run(s) of this table diverged ("
+                    + ", ".join(f"`{m}` {k}" for m, k in gone.groupby("method").size().items())
+                    + "): they have no curve to the end and are not drawn.", "")
+        unit_curves(doc, unit, names, ranks=True)
 
 
-def unit_curves(doc: Doc, unit: pd.DataFrame, names: list[str]) -> None:
+def unit_curves(doc: Doc, unit: pd.DataFrame, names: list[str], ranks: bool = False) -> None:
     """The learning-curve figure of one (protocol, task, device) table and its reading."""
     protocol, task, device = unit.protocol.iloc[0], unit.task.iloc[0], unit.device.iloc[0]
     vm = unit.valid_metric.iloc[0]
@@ -416,14 +447,47 @@ def unit_curves(doc: Doc, unit: pd.DataFrame, names: list[str]) -> None:
     if not series:
         doc.add("Its rows have no learning curves (schema-1 rows).", "")
         return
-    fig = figures.curves(series, f"validation {vm}", select.unit_name(protocol, task, device), names)
+    fig = figures.curves(series, f"validation {figures.with_unit(vm)}", select.unit_name(protocol, task, device), names)
     best = {m: (max if higher else min)(s[1]) for m, s in series.items()}
     last = {m: s[1][-1] for m, s in series.items()}
     top = sorted(last, key=lambda m: (-last[m] if higher else last[m], m))[0]
-    turned = sorted(m for m, s in series.items() if len(s[1]) > 1 and
-                    s[0][s[1].index(best[m])] < s[0][-1] and abs(last[m] - best[m]) > 1e-3 * abs(best[m]))
+    turned, within = overfit(series, higher)
     reading = f"after the last epoch {quoted([top])} has the best mean validation {vm} ({fmt(last[top])}); "
-    reading += (f"{quoted(turned)} peaked before the last epoch and then got worse (overfitting)."
-                if turned else "no method's mean curve got worse after its best epoch.")
+    reading += (f"{quoted(turned)} peaked before the last epoch and then got worse by more than the spread of "
+                f"{'its' if len(turned) == 1 else 'their'} seeds (overfitting)." if turned
+                else "no method's mean curve got worse after its best epoch by more than its seeds' spread.")
+    if within:
+        reading += (f" {quoted(within)} peaked earlier too, but the drop is within the seeds' spread at the "
+                    "last epoch: not called overfitting.")
     doc.figure(f"curves_{select.slug(protocol, task, device)}.png", fig,
                f"validation {vm} per epoch, {protocol} {task}", reading)
+    if not ranks:
+        return
+    epochs, r = budget.epoch_ranks(unit, higher)
+    if len(epochs) >= 2:
+        fig = figures.rank_curves(epochs, r, f"ranking against budget: {select.unit_name(protocol, task, device)}",
+                                  names)
+        lead = sorted(r, key=lambda m: (r[m][-1], m))[0]
+        doc.figure(f"ranks_{select.slug(protocol, task, device)}.png", fig,
+                   f"rank by validation {vm} after each epoch, {protocol} {task}",
+                   f"ranked by mean validation {vm} after each epoch, {quoted([lead])} leads at the last one; "
+                   + budget.still_moving(epochs, r, budget.peaked_share(unit)))
+
+
+def overfit(series: dict, higher: bool) -> tuple[list[str], list[str]]:
+    """(methods whose mean curve peaked before the last epoch and then dropped by more than the spread
+    of their seeds at the last epoch, those whose drop is within it). A single seed has no spread of
+    its own: the median spread of the table's methods with >= 2 seeds stands in (none: not called)."""
+    spreads = [s[3][-1] - s[2][-1] for s in series.values() if s[4] > 1]
+    fallback = float(np.median(spreads)) if spreads else None
+    turned, within = [], []
+    for m in sorted(series):
+        x, mean, lo, hi, n = series[m]
+        if len(mean) < 2:
+            continue
+        b = (max if higher else min)(mean)
+        if mean.index(b) == len(mean) - 1 or mean[-1] == b:
+            continue
+        spread = hi[-1] - lo[-1] if n > 1 else fallback
+        (turned if spread is not None and abs(mean[-1] - b) > spread else within).append(m)
+    return turned, within

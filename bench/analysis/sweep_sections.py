@@ -3,6 +3,7 @@ rows of `sweep*` protocols), and published numbers against ours (rows of `paper*
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,25 +33,30 @@ def evaluator():
 
 
 def _with_loss(df: pd.DataFrame) -> pd.DataFrame:
-    df = df[df.status == "ok"].copy()
-    df["vloss"] = [select.valid_loss(r) for r in df.itertuples(index=False)]
+    """Finished rows with their best validation loss, and diverged rows (`div`; their loss is set per
+    group by sweep_groups): a diverged point is a result, the worst one."""
+    df = df.copy()
+    df["div"] = df.status != "ok"
+    df["vloss"] = [math.nan if d else select.valid_loss(r) for d, r in zip(df["div"], df.itertuples(index=False))]
     df["cfg"] = [select.config_of(r) for r in df.itertuples(index=False)]
-    return df[~df.vloss.isna()]
+    return df[df["div"] | ~df.vloss.isna()]
 
 
 def sweep_groups(df: pd.DataFrame):
     """(protocol, task, device, method, rows with valid loss and parsed config, cell), sorted; one
     group per cell type (a GRU's sweep is not an LSTM's), and only rows that keep the protocol's
     recipe (model, data, optimiser); methods without a dropout parameter (`none`) are left out:
-    their rows are the scale's reference curves."""
+    their rows are the scale's reference curves. A diverged row (`div`) gets the group's worst
+    finished loss (`vloss`): it ranks with the worst settings instead of vanishing."""
     rows = _with_loss(df[df.protocol.str.startswith(select.SWEEP_PREFIX)])
     rows["cell"] = [leaderboard.cell_of(j) for j in rows.config_json]
     for (protocol, task, device, method, cell), g in rows.groupby(["protocol", "task", "device", "method", "cell"],
                                                                   sort=True):
         if select.dropout_params(method):
             fixed = select.recipe(method, protocol, task, cell)
-            g = g[[select.same_recipe(c, fixed) for c in g.cfg]]
-            if len(g):
+            g = g[[select.same_recipe(c, fixed) for c in g.cfg]].copy()
+            if (~g["div"]).any():
+                g.loc[g["div"], "vloss"] = float(g.loc[~g["div"], "vloss"].max())
                 yield protocol, task, device, method, g, cell
 
 
@@ -59,25 +65,42 @@ def group_parts(protocol: str, task: str, device: str, method: str, cell: str) -
     return (protocol, task, device, *(() if cell == select.DEFAULT_CELL else (cell,)), method)
 
 
+class Panel(NamedTuple):
+    x: list              # the values with a finished seed
+    mean: list           # mean, lowest and highest finished seed's loss there
+    lo: list
+    hi: list
+    n: list              # finished seeds per value
+    default: float | None
+    diverged: dict       # value -> diverged seeds (values where every seed diverged included)
+    scored: dict         # value -> mean loss with each diverged seed at the group's worst loss
+
+
 def sensitivity(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = select.DEFAULT_CELL):
-    """parameter -> (values, mean, low, high, seeds per value, default) of the validation loss over
-    the rows whose other options (dropout rates, base methods, mask modes) are at the protocol's
-    defaults; parameters with fewer than 2 values are left out. Also the defaults' note."""
+    """parameter -> Panel of the validation loss over the rows whose other options (dropout rates,
+    base methods, mask modes) are at the protocol's defaults; parameters with fewer than 2 values
+    are left out. Also the defaults' note."""
     default, note = select.defaults(method, protocol, task, cell)
     options = select.chain_options(method)
     out = {}
     for p in select.dropout_params(method):
-        pts = {}
-        for cfg, loss in zip(g.cfg, g.vloss):
+        pts, div, scored = {}, {}, {}
+        for cfg, loss, d in zip(g.cfg, g.vloss, g["div"]):
             if p not in cfg:
                 continue
             if all(select.same(cfg.get(o, default.get(o)), default.get(o)) for o in options if o != p):
-                pts.setdefault(float(cfg[p]), []).append(float(loss))
-        if len(pts) < 2:
+                v = float(cfg[p])
+                scored.setdefault(v, []).append(float(loss))
+                if d:
+                    div[v] = div.get(v, 0) + 1
+                else:
+                    pts.setdefault(v, []).append(float(loss))
+        if len(scored) < 2:
             continue
         x = sorted(pts)
-        out[p] = (x, [float(np.mean(pts[v])) for v in x], [min(pts[v]) for v in x], [max(pts[v]) for v in x],
-                  [len(pts[v]) for v in x], float(default[p]) if p in default else None)
+        out[p] = Panel(x, [float(np.mean(pts[v])) for v in x], [min(pts[v]) for v in x], [max(pts[v]) for v in x],
+                       [len(pts[v]) for v in x], float(default[p]) if p in default else None, div,
+                       {v: float(np.mean(scored[v])) for v in sorted(scored)})
     return out, note
 
 
@@ -112,18 +135,26 @@ def section_sensitivity(doc: Doc, df: pd.DataFrame) -> None:
             doc.add(f"{len(g)} row(s), but no dropout parameter of {method} has ≥ 2 values with the "
                     f"others at their defaults.", "")
             continue
-        few = sorted(p for p, v in panels.items() if min(v[4]) < 2)
+        few = sorted(p for p, v in panels.items() if v.n and min(v.n) < 2)
         if few:
             doc.add(f"Some values of {', '.join(few)} have a single seed: no band there (needs ≥ 2 seeds).", "")
-        swing = {p: max(v[1]) - min(v[1]) for p, v in panels.items()}
+        n_div = int(g["div"].sum())
+        doc.add(f"{len(g)} row(s) in this sweep, {n_div} diverged"
+                + (" (red × at the top edge of the panels, with the count; in the readings and in section 5 "
+                   "a diverged seed counts as the sweep's worst finished loss)." if n_div else "."), "")
+        swing = {p: max(v.scored.values()) - min(v.scored.values()) for p, v in panels.items()}
         top = sorted(swing, key=lambda p: (-swing[p], p))[0]
-        best = {p: v[0][int(np.argmin(v[1]))] for p, v in panels.items()}
+        best = {p: min(v.scored, key=lambda x: (v.scored[x], x)) for p, v in panels.items()}
         absent = [p for p in select.dropout_params(method) if p not in panels]
         fig = figures.sweep(panels, name)
-        noise, _ = seed_spread(g, select.dropout_params(method))
+        noise, _ = seed_spread(g[~g["div"]], select.dropout_params(method))
+        diverged = "; ".join(
+            f"{p} = {val:g}: {k} of {k + (pv.n[pv.x.index(val)] if val in pv.x else 0)} seed(s) diverged"
+            for p, pv in panels.items() for val, k in sorted(pv.diverged.items()))
         reading = (f"the validation loss moves most with {top} (by {fmt(swing[top], 3)} across its values"
                    + (f"; two seeds of one setting differ by up to {fmt(noise, 3)}" if noise is not None else "")
                    + "); " + "; ".join(f"{p} is best at {best[p]:g}" for p in panels) + "."
+                   + (f" Diverged: {diverged}; those values rank as the worst." if diverged else "")
                    + (" Every swing is within that seed spread: these best values are not told apart "
                       "from noise." if noise is not None and swing[top] <= noise else "")
                    + (f" Not swept: {', '.join(absent)}." if absent else ""))
@@ -157,23 +188,16 @@ def section_scale(doc: Doc, df: pd.DataFrame) -> None:
         doc.add(f"These points ran at the `{protocol}` scale of {task}: {scale or 'unknown' + why}; every "
                 "method with the same recipe, its dropout options at its `cpu` defaults except the one "
                 "varied. A short run on a slice of the data, so the absolute numbers are not those of "
-                "the `cpu` or `paper` leaderboards; what carries over is how the loss moves with each "
-                "rate. The learning curves of the defaults (`none`: no dropout at all):", "")
+                "the `cpu` or `paper` leaderboards, and nothing here shows that the sensitivities carry "
+                "over to those scales (section 2, *From one protocol to another*, tests whether the order "
+                "of the methods does). The learning curves of the defaults (`none`: no dropout at all):", "")
         unit_curves(doc, unit, names)
 
 
-def fanova(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = select.DEFAULT_CELL):
-    """(parameter -> fANOVA importance, number of trials, varying parameters, whether every trial
-    varies at most one of them from its default) from the rows: one trial per distinct
-    setting of the varying dropout parameters (its value the mean validation loss over seeds), other
-    options at their defaults; an in-memory optuna study and `evaluator()` (fANOVA, seed FANOVA_SEED).
-    None instead of the importances when there are too few trials or fewer than 2 varying parameters."""
-    import warnings
-
-    import optuna
-    from optuna.distributions import FloatDistribution
-    from optuna.importance import get_param_importances
-
+def trials_of(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = select.DEFAULT_CELL):
+    """(setting of the varying dropout parameters -> its losses, varying parameters, their values,
+    whether every setting varies at most one of them from its default), other options at their
+    defaults; a diverged row enters with the group's worst loss (sweep_groups)."""
     default, _ = select.defaults(method, protocol, task, cell)
     params = select.dropout_params(method)
     others = [o for o in select.chain_options(method) if o not in params]
@@ -185,20 +209,73 @@ def fanova(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = s
     for cfg, loss in keep:
         key = tuple(float(cfg.get(p, default.get(p))) for p in varying)
         trials.setdefault(key, []).append(loss)
-    if len(varying) < 2 or len(trials) < MIN_TRIALS:      # one parameter: nothing to share out
-        return None, len(trials), varying, False
     base = tuple(float(default.get(p, math.nan)) for p in varying)
     one_at_a_time = all(sum(not select.same(a, b) for a, b in zip(key, base)) <= 1 for key in trials)
+    return trials, varying, values, one_at_a_time
+
+
+def importances(items: list, varying: list[str], values: dict, ev) -> dict[str, float]:
+    """parameter -> importance from [(setting, value)] trials of an in-memory optuna study."""
+    import warnings
+
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.importance import get_param_importances
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = {p: FloatDistribution(values[p][0], values[p][-1]) for p in varying}
     study = optuna.create_study(direction="minimize")
-    for key in sorted(trials):
+    for key, value in items:
         study.add_trial(optuna.trial.create_trial(params=dict(zip(varying, key)), distributions=dists,
-                                                  value=float(np.mean(trials[key]))))
+                                                  value=float(value)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # e.g. PED-ANOVA's advice to run more trials
-        imp = get_param_importances(study, evaluator=evaluator()[2], params=varying)
-    return {p: float(imp[p]) for p in varying}, len(trials), varying, one_at_a_time
+        imp = get_param_importances(study, evaluator=ev, params=varying)
+    return {p: float(imp[p]) for p in varying}
+
+
+def fanova(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = select.DEFAULT_CELL):
+    """(parameter -> fANOVA importance, number of trials, varying parameters, whether every trial
+    varies at most one of them from its default) from the rows: one trial per distinct setting of
+    the varying dropout parameters (its value the mean validation loss of its seeds: random-search
+    settings have one), other options at their defaults; an in-memory optuna study and
+    `evaluator()` (fANOVA, seed FANOVA_SEED). None instead of the importances when there are too few
+    trials or fewer than 2 varying parameters."""
+    trials, varying, values, one_at_a_time = trials_of(g, method, protocol, task, cell)
+    if len(varying) < 2 or len(trials) < MIN_TRIALS:      # one parameter: nothing to share out
+        return None, len(trials), varying, False
+    items = [(key, float(np.mean(trials[key]))) for key in sorted(trials)]
+    return importances(items, varying, values, evaluator()[2]), len(trials), varying, one_at_a_time
+
+
+BOOT_RESAMPLES = 50      # bootstrap resamples of the settings (section 5's intervals)
+BOOT_SEED = 0
+BOOT_TREES = 16          # fANOVA trees per resample (the point estimate keeps optuna's 64)
+
+
+def fanova_bootstrap(g: pd.DataFrame, method: str, protocol: str, task: str, cell: str = select.DEFAULT_CELL,
+                     resamples: int | None = None):
+    """(parameter -> (2.5%, 97.5%) percentiles of its importance, parameter -> share of resamples in
+    which it is the top one) over bootstrap resamples of the settings (drawn with replacement, seed
+    BOOT_SEED); None when fanova gives none."""
+    trials, varying, values, _ = trials_of(g, method, protocol, task, cell)
+    if len(varying) < 2 or len(trials) < MIN_TRIALS:
+        return None
+    items = [(key, float(np.mean(trials[key]))) for key in sorted(trials)]
+    name, _, ev = evaluator()
+    rng = np.random.default_rng(BOOT_SEED)
+    draws, tops = [], {p: 0 for p in varying}
+    n = resamples if resamples is not None else BOOT_RESAMPLES
+    for _ in range(n):
+        pick = [items[i] for i in rng.integers(0, len(items), len(items))]
+        if name == "fANOVA":
+            from optuna.importance import FanovaImportanceEvaluator
+            ev = FanovaImportanceEvaluator(seed=FANOVA_SEED, n_trees=BOOT_TREES)
+        imp = importances(pick, varying, values, ev)
+        draws.append(imp)
+        tops[sorted(imp, key=lambda p: (-imp[p], p))[0]] += 1
+    ci = {p: tuple(float(x) for x in np.percentile([d[p] for d in draws], [2.5, 97.5])) for p in varying}
+    return ci, {p: tops[p] / n for p in varying}
 
 
 def seed_spread(g: pd.DataFrame, params: list[str]) -> tuple[float | None, float]:
@@ -215,12 +292,19 @@ def seed_spread(g: pd.DataFrame, params: list[str]) -> tuple[float | None, float
 def section_importance(doc: Doc, df: pd.DataFrame) -> None:
     name, meaning, _ = evaluator()
     doc.add("## 5. Which dropout rate matters most (importance)", "",
-            "Per method, the rows of a seeded random search over all its dropout parameters (any `sweep*` "
-            "rows whose other options are at their defaults) become trials of an in-memory optuna study "
-            "(one trial per setting, its value the validation loss averaged over seeds); optuna's "
+            "Per method, its `sweep*` rows whose other options are at their defaults become trials of an "
+            "in-memory optuna study, one trial per setting: a random-search setting (all of the method's "
+            "rates drawn at once) has one seed, so its value is that single run's validation loss; a "
+            "one-at-a-time grid point has its seeds' mean. A diverged run enters with the sweep's worst "
+            "finished loss. optuna's "
             f"functional-ANOVA (fANOVA) evaluator, seed {FANOVA_SEED}, splits the variance of the validation "
             "loss between the parameters: a share near 1 means that parameter alone explains the changes in "
-            f"the loss. A method needs ≥ {MIN_TRIALS} distinct settings.", "")
+            f"the loss. A method needs ≥ {MIN_TRIALS} distinct settings. Settings that vary one parameter at "
+            "a time give main effects only: no interaction between two rates can show. The interval is "
+            f"the 2.5–97.5% range of the share over {BOOT_RESAMPLES} bootstrap resamples of the settings "
+            f"(seed {BOOT_SEED}; {BOOT_TREES} fANOVA trees per resample against optuna's 64 for the share "
+            "itself, to keep `make report` within minutes), and *top in* how often each parameter "
+            "came out on top.", "")
     if name != "fANOVA":
         doc.add(f"**fANOVA is not available here:** optuna's fANOVA evaluator needs scikit-learn, which is "
                 f"not installed (not in requirements.lock), so optuna's {name} evaluator (top quantile "
@@ -231,24 +315,30 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
                 f"of a method's dropout parameters (≥ {MIN_TRIALS} draws per method and task); they would come "
                 f"from {campaign_hint('sweep', 'seeded random searches')}.", "")
         return
-    found = []                       # per group: its fANOVA, and the seed noise against the loss's reach
+    found = []                       # per group: its fANOVA, its bootstrap, the seed noise against the loss's reach
     for protocol, task, device, method, g, cell in groups:
-        found.append(((protocol, task, device, method, g, cell), fanova(g, method, protocol, task, cell),
-                      seed_spread(g, select.dropout_params(method))))
+        imp = fanova(g, method, protocol, task, cell)
+        boot = fanova_bootstrap(g, method, protocol, task, cell) if imp[0] is not None else None
+        found.append(((protocol, task, device, method, g, cell), imp, boot,
+                      seed_spread(g[~g["div"]], select.dropout_params(method))))
     summary = []
-    for (protocol, task, device, method, g, cell), (imp, n, _, one_at_a_time), (noise, reach) in found:
+    for (protocol, task, device, method, g, cell), (imp, n, _, one_at_a_time), boot, (noise, reach) in found:
         if imp is not None:
             order = sorted(imp, key=lambda p: (-imp[p], p))
+            ci, top = boot
             summary.append([" · ".join(group_parts(protocol, task, device, method, cell)[:-1]), method, order[0],
-                            f"{imp[order[0]]:.2f}", ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:2]) or "—",
-                            str(n), "one at a time" if one_at_a_time else "random search",
+                            f"{imp[order[0]]:.2f} [{ci[order[0]][0]:.2f}, {ci[order[0]][1]:.2f}]",
+                            f"{top[order[0]]:.0%}",
+                            ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:2]) or "—",
+                            str(n), str(int(g["div"].sum())), "one at a time" if one_at_a_time else "random search",
                             "yes" if noise is not None and reach <= noise else "no"])
     if summary:
-        doc.add("The parameter that matters most, per method (details and figures below; *seed noise?*: the "
-                "settings' mean losses span no more than two seeds of one setting differ):", "")
-        doc.table(summary, ["sweep", "method", "matters most", "share", "next", "settings", "settings from",
-                            "seed noise?"])
-    for (protocol, task, device, method, g, cell), (imp, n, varying, one_at_a_time), (noise, reach) in found:
+        doc.add("The parameter that matters most, per method (details and figures below; *share* with its "
+                "bootstrap interval; *top in*: the share of resamples in which it is the top one; *seed "
+                "noise?*: the settings' mean losses span no more than two seeds of one setting differ):", "")
+        doc.table(summary, ["sweep", "method", "matters most", "share [95%]", "top in", "next", "settings",
+                            "diverged", "settings from", "seed noise?"])
+    for (protocol, task, device, method, g, cell), (imp, n, varying, one_at_a_time), boot, (noise, reach) in found:
         parts = group_parts(protocol, task, device, method, cell)
         title = " · ".join(parts)
         doc.add(f"### {title}", "")
@@ -264,20 +354,25 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
             doc.add("These settings vary one parameter at a time (section 4's points, no random search "
                     "here yet): the importances are main effects only, without interactions.", "")
         order = sorted(imp, key=lambda p: (-imp[p], p))
-        fig = figures.importance(imp, f"{title} ({n} settings)",
-                                 f"{name} importance")
+        ci, top = boot
+        fig = figures.importance(imp, f"{title} ({n} settings)", f"{name} importance", ci)
         rest = ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:])
+        tops = ", ".join(f"{p} {top[p]:.0%}" for p in sorted(top, key=lambda p: (-top[p], p)) if top[p])
+        stable = top[order[0]] >= 0.8
         doc.figure(f"importance_{select.slug(*parts)}.png", fig,
                    f"{name} importance of {method}'s dropout parameters",
                    f"for {method} on {task}, {order[0]} matters most ({name} importance {imp[order[0]]:.2f} "
-                   f"of 1, over {n} settings)" + (f"; then {rest}." if rest else ".")
+                   f"of 1, 95% bootstrap interval [{ci[order[0]][0]:.2f}, {ci[order[0]][1]:.2f}], over {n} settings)"
+                   + (f"; then {rest}." if rest else ".")
+                   + f" Top in the resamples: {tops}"
+                   + ("." if stable else f": which parameter matters most is not settled by these {n} settings.")
                    + (f" But the settings' mean losses span only {fmt(reach, 3)}, no more than two seeds of one "
                       f"setting differ ({fmt(noise, 3)}): this split may be seed noise."
                       if noise is not None and reach <= noise else ""))
 
 
 def section_published(doc: Doc, df: pd.DataFrame) -> None:
-    doc.add("## 6. Published numbers against ours", "",
+    doc.add("## 7. Published numbers against ours", "",
             "Every row of a `paper*` protocol (the published recipe, default config): our mean over seeds "
             "next to the paper's number and the difference (ours − published).", "")
     ok = df[(df.status == "ok") & df.protocol.str.startswith(select.PAPER_PREFIX)]
