@@ -94,7 +94,7 @@ def test_bad_thread_count_exits_2(capsys, tiny_lm, outputs, monkeypatch):
 def test_every_row_records_its_provenance_and_curves(capsys, tiny_lm, outputs):
     assert cli(capsys, tiny_lm, "--method", "curriculum", "--set", "base=gal")[0] == 0
     row = results.read_row(parquet_files(outputs / "registry")[0])
-    assert row["schema_version"] == 2 and row["numerics"] == "portable" and row["cpu_model"]
+    assert row["schema_version"] == 3 and row["numerics"] == "portable" and row["cpu_model"]
     assert row["lock_sha256"] and "tasks/lm.py" in row["plugin_sha256"] and "baselines/curriculum.py" in row["plugin_sha256"]
     assert "baselines/gal.py" in row["plugin_sha256"]
     assert len(row["curve_valid"]) == row["epochs"] == len(row["curve_lr"]) == len(row["curve_train_loss"])

@@ -92,7 +92,7 @@ def test_section_1_bootstraps_over_test_examples_when_the_side_files_exist(regis
     doc = report.build(results.read_registry(registry), registry=registry)
     text = doc.text()
     assert "*Test-set noise:* a paired bootstrap over the test examples (400 resamples" in text
-    assert "| gal      | 5.88 " in text and "beyond test noise" in text and "within test noise" in text
+    assert "| gal      | 2   | 5.88 " in text and "beyond test noise" in text and "within test noise" in text
     out = tmp_path / "out"
     report.write(registry, out)
     first = (out / "REPORT.md").read_bytes()
@@ -111,3 +111,16 @@ def test_without_side_files_it_says_so_and_gives_the_binomial_standard_error(reg
     assert f"has a binomial standard error of 100·√(p(1−p)/n) = {se:.2f} points" in text
     assert testnoise.binomial_se("sst2", 80.0) == pytest.approx(0.937, abs=1e-3)      # the review's 0.94
     assert testnoise.binomial_se("ptb", 80.0) is None
+
+
+def test_seeds_without_a_side_file_are_left_out_not_their_method(registry):
+    """Rows registered before side files existed (a method's old seeds) do not keep its newer seeds
+    out of the bootstrap: the method is bootstrapped over the seeds that have one."""
+    sst_registry(registry)
+    df = results.read_registry(registry)
+    old = df[df.method == "gal"].sort_values("seed").iloc[0]
+    results.examples_path(registry, old.to_dict()).unlink()
+    sides, missing = testnoise.table_sides(df, registry)
+    assert missing == [old.run_id] and len(sides["gal"]) == 1 and len(sides["zaremba"]) == 2
+    text = report.build(df, registry=registry).text()
+    assert "| gal      | 1   |" in text and "1 of " in text and "have no per-example side file" in text

@@ -116,12 +116,12 @@ def noise_note(doc: Doc, unit: pd.DataFrame, res: list[dict], registry: Path | N
     n_ok = int((unit.status == "ok").sum())
     if cis:
         doc.add(f"*Test-set noise:* a paired bootstrap over the test examples ({testnoise.RESAMPLES} resamples, "
-                "the same examples for every run, each method's mean over its seeds), 95% percentile interval "
-                f"of each method − `{BASE}`:", "")
-        doc.table([[a, fmt(d), f"[{fmt(lo)}, {fmt(hi)}]", f"{flip:.3f}",
+                "the same examples for every run, each method's mean over its seeds that have a side file: "
+                f"n seeds, against {len(sides[BASE])} of `{BASE}`), 95% percentile interval of each method − `{BASE}`:", "")
+        doc.table([[a, len(sides[a]), fmt(d), f"[{fmt(lo)}, {fmt(hi)}]", f"{flip:.3f}",
                     "beyond test noise" if lo > 0 or hi < 0 else "within test noise"]
                    for (a, _), (d, lo, hi, flip) in sorted(cis.items(), key=lambda kv: kv[0][0])],
-                  ["method", f"Δ vs {BASE}", "95% interval", "resamples of the other sign", "reading"])
+                  ["method", "n", f"Δ vs {BASE}", "95% interval", "resamples of the other sign", "reading"])
         left = sorted({m for m, _ in pairs} - {a for a, _ in cis})
         if left or missing:
             doc.add(f"{len(missing)} of {n_ok} finished runs have no per-example side file"

@@ -57,8 +57,9 @@ def resampled_metric(task: str, df: pd.DataFrame, weights: np.ndarray) -> np.nda
 
 
 def table_sides(unit: pd.DataFrame, registry: Path | None) -> tuple[dict, list[str]]:
-    """(method -> [side file of each finished seed], sorted by the example key) for the methods whose
-    every finished seed has one, and the run ids without one."""
+    """(method -> [side file of each finished seed that has one], sorted by the example key) for the
+    methods with at least one, and the run ids without one (rows registered before side files
+    existed: a method's older seeds are left out of the bootstrap, its newer ones count)."""
     ok = unit[unit.status == "ok"].sort_values(["method", "seed"], kind="stable")
     sides, missing = {}, []
     for m, g in ok.groupby("method", sort=True):
@@ -69,7 +70,7 @@ def table_sides(unit: pd.DataFrame, registry: Path | None) -> tuple[dict, list[s
                 missing.append(r.run_id)
             else:
                 got.append(df.sort_values(KEYS[kind(df)], ignore_index=True))
-        if len(got) == len(g) and got:
+        if got:
             sides[m] = got
     return sides, missing
 
