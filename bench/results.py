@@ -131,8 +131,8 @@ def read_examples(registry: Path, row: dict) -> pd.DataFrame | None:
 def write_result(registry: Path, row: dict, examples=None) -> Path:
     """A finished run: its side file first (a row never names a missing one), then its row, whose
     `examples_sha256` is set here ("" without examples: a diverged run)."""
-    if find_run(registry, row["run_id"]):
-        return write_row(registry, row)          # raises: registered rows and side files are immutable
+    if find_run(registry, row["run_id"]):        # rows and their side files are immutable
+        raise _registered(row, run_path(registry, row))
     row["examples_sha256"] = examples_digest(examples) if examples is not None else ""
     row["examples_file_sha256"] = ""
     if examples is not None:
@@ -144,6 +144,11 @@ def write_result(registry: Path, row: dict, examples=None) -> Path:
 def find_run(registry: Path, run_id: str) -> Path | None:
     hits = list(Path(registry).glob(f"*/*/{run_id}.parquet"))
     return hits[0] if hits else None
+
+
+def _registered(row: dict, path: Path) -> UsageError:
+    return UsageError(f"run {row['run_id']} is already registered ({path}); registry files are "
+                      f"immutable: use another SEED, or delete that file to replace it")
 
 
 def write_row(registry: Path, row: dict) -> Path:
@@ -161,8 +166,7 @@ def write_row(registry: Path, row: dict) -> Path:
     try:
         os.link(tmp, final)
     except FileExistsError:
-        raise UsageError(f"run {row['run_id']} is already registered ({final}); registry files are "
-                         f"immutable: use another SEED, or delete that file to replace it") from None
+        raise _registered(row, final) from None
     finally:
         tmp.unlink()
     return final

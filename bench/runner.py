@@ -160,7 +160,8 @@ def run_sacred(run_id: str, sacred_id: str, cfg: dict, body, folder: Path):
     @ex.main
     def main(_run):
         holder["result"] = body(_run.log_scalar)
-        return holder["result"]
+        # Sacred's run.json keeps the metrics; the per-example outcomes go to the registry's side file only
+        return {k: v for k, v in holder["result"].items() if k != "examples"}
 
     ex.run(options={"--id": sacred_id, "--loglevel": "WARNING"})
     return holder["result"]

@@ -142,11 +142,17 @@ class LMModel(nn.Module):
         logits = self.decoder.head(out) if self.adaptive else self.decoder(out)
         return logits, state, raw, out
 
-    def nll(self, logits, out, y) -> torch.Tensor:
-        """-log p of each target (flattened (T*B,)): the full softmax's, or the adaptive one's."""
-        if self.adaptive:
-            return -self.decoder(out.reshape(-1, out.shape[-1]), self.rank[y.reshape(-1)]).output
-        return F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
+    def nll(self, logits, out, y, reduction: str = "none") -> torch.Tensor:
+        """-log p of each target (flattened (T*B,)), or its mean or sum: the full softmax's (the
+        cross-entropy of `logits`) or the adaptive one's (of `out`)."""
+        if not self.adaptive:
+            return F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction)
+        nll = -self.decoder(out.reshape(-1, out.shape[-1]), self.rank[y.reshape(-1)]).output
+        return {"none": nll, "mean": nll.mean(), "sum": nll.sum()}[reduction]
+
+    def probs(self, tokens, state) -> torch.Tensor:
+        """Probabilities over the vocabulary (T,B,V), in word-id order: one (noisy) pass of MC evaluation."""
+        return self.log_probs(tokens, state).exp() if self.adaptive else F.softmax(self(tokens, state)[0], -1)
 
     def log_probs(self, tokens, state):
         """Log-probabilities over the vocabulary (T,B,V), in word-id order (MC evaluation)."""
@@ -234,10 +240,7 @@ class LanguageModelling(Task):
         device = model.embed.weight.device
         x, y = (t.to(device) for t in batch.data)
         logits, state, raw, dropped = model(x, state)
-        if model.adaptive:
-            loss = ce = model.nll(logits, dropped, y).mean()
-        else:
-            loss = ce = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+        loss = ce = model.nll(logits, dropped, y, reduction="mean")
         if cfg.loss_reduction == "sum_time":       # summed over time, averaged over the batch
             loss = loss * x.shape[0]
         return ForwardOut(logits, loss, state, dict(raw=raw, dropped=dropped, nll=ce))
@@ -266,25 +269,16 @@ class LanguageModelling(Task):
             seq_len = min(cfg.bptt, stream.shape[0] - 1 - i)
             x, y = stream[i:i + seq_len], stream[i + 1:i + 1 + seq_len]
             logits, new_state, _, out = model(x, state)
-            if cfg.mc_samples > 0 and model.adaptive:
+            if cfg.mc_samples > 0:
                 model.noise.mc = True
                 try:
-                    probs = sum(model.log_probs(x, state).exp() for _ in range(cfg.mc_samples))
-                finally:
-                    model.noise.mc = False
-                chunk_nll = -torch.log(probs.gather(-1, y.unsqueeze(-1)) / cfg.mc_samples).sum().item()
-            elif cfg.mc_samples > 0:
-                model.noise.mc = True
-                try:
-                    probs = sum(F.softmax(model(x, state)[0], -1) for _ in range(cfg.mc_samples))
+                    probs = sum(model.probs(x, state) for _ in range(cfg.mc_samples))
                 finally:
                     model.noise.mc = False
                 nll = -torch.log(probs.gather(-1, y.unsqueeze(-1)) / cfg.mc_samples)
                 chunk_nll = nll.sum().item()
-            elif model.adaptive:
-                chunk_nll = model.nll(logits, out, y).sum().item()
             else:
-                chunk_nll = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+                chunk_nll = model.nll(logits, out, y, reduction="sum").item()
             total += chunk_nll
             count += y.numel()
             chunks["chunk"].append(len(chunks["chunk"]))

@@ -56,6 +56,18 @@ def row(task, method, protocol, seed, test, valid=None, curve=None, vloss=None, 
     return r
 
 
+def at_test_size(monkeypatch, boot: int, aggregates: int, noise: int | None = None) -> None:
+    """Clear the report's config caches and cut its bootstraps to test size (sweep importance,
+    cross-task aggregates and, when given, the paired bootstrap over test examples)."""
+    from bench.analysis import aggregate, testnoise
+    for f in (select.default_hash, select.defaults, select.recipe):
+        f.cache_clear()
+    monkeypatch.setattr(sweep_sections, "BOOT_RESAMPLES", boot)
+    monkeypatch.setattr(aggregate, "RESAMPLES", aggregates)
+    if noise is not None:
+        monkeypatch.setattr(testnoise, "RESAMPLES", noise)
+
+
 @pytest.fixture(autouse=True)
 def _fewer_resamples(monkeypatch):
     """The report's bootstraps at test size (the numbers are tested in tests/test_report_*.py)."""

@@ -17,17 +17,14 @@ from bench.analysis import aggregate, budget, diverged, evp, figures, power, sel
 from bench.analysis.doc import Doc
 from bench.analysis.results_sections import overfit, section_ranks
 from test_registry import make_row
-from test_report import row
+from test_report import at_test_size, row
 
 NAN = float("nan")
 
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch):
-    for f in (select.default_hash, select.defaults, select.recipe):
-        f.cache_clear()
-    monkeypatch.setattr(sweep_sections, "BOOT_RESAMPLES", 3)
-    monkeypatch.setattr(aggregate, "RESAMPLES", 200)
+    at_test_size(monkeypatch, boot=3, aggregates=200)
     yield
     for f in (select.default_hash, select.defaults, select.recipe):
         f.cache_clear()

@@ -8,17 +8,14 @@ import random
 import pytest
 
 from bench import report, results
-from bench.analysis import aggregate, select, sweep_sections
+from bench.analysis import sweep_sections
 from bench.analysis.sweep_sections import fanova, fanova_bootstrap, sweep_groups
-from test_report import row
+from test_report import at_test_size, row
 
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch):
-    for f in (select.default_hash, select.defaults, select.recipe):
-        f.cache_clear()
-    monkeypatch.setattr(sweep_sections, "BOOT_RESAMPLES", 6)
-    monkeypatch.setattr(aggregate, "RESAMPLES", 50)
+    at_test_size(monkeypatch, boot=6, aggregates=50)
 
 
 def random_search(registry, weight_c: float, n: int = 14, diverge: int | None = None):

@@ -10,19 +10,15 @@ import pandas as pd
 import pytest
 
 from bench import plugins, report, results
-from bench.analysis import aggregate, select, sweep_sections, testnoise
-from test_report import row
+from bench.analysis import testnoise
+from test_report import at_test_size, row
 
 N = 400
 
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch):
-    for f in (select.default_hash, select.defaults, select.recipe):
-        f.cache_clear()
-    monkeypatch.setattr(sweep_sections, "BOOT_RESAMPLES", 3)
-    monkeypatch.setattr(aggregate, "RESAMPLES", 50)
-    monkeypatch.setattr(testnoise, "RESAMPLES", 400)
+    at_test_size(monkeypatch, boot=3, aggregates=50, noise=400)
 
 
 def sentiment(correct) -> dict:

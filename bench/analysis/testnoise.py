@@ -24,15 +24,10 @@ TEST_SIZE = {"sst2": 1821, "sst5": 2210}
 
 
 def read_side(registry: Path | None, row) -> pd.DataFrame | None:
-    """The run's side file (bench.results.read_examples where it exists, else the documented path)."""
+    """The run's side file (bench.results.read_examples), None without one or without a registry."""
     if registry is None:
         return None
-    r = dict(task=row.task, method=row.method, run_id=row.run_id)
-    reader = getattr(results, "read_examples", None)
-    if reader is not None:
-        return reader(registry, r)
-    path = Path(registry) / "_examples" / row.task / row.method / f"{row.run_id}.parquet"
-    return pd.read_parquet(path) if path.exists() else None
+    return results.read_examples(registry, dict(task=row.task, method=row.method, run_id=row.run_id))
 
 
 def kind(df: pd.DataFrame) -> str:
