@@ -12,7 +12,7 @@ import torch
 from bench import plugins, runner
 from bench.api import Noise, NoiseState
 from conftest import MIRROR, needs_mirror, resolve, write_dataset
-from tasks.sentiment import Sentiment, binary_label, parse_tree
+from tasks.sentiment import Sentiment, binary_label, parse_tree, sorted_batches
 
 HAND_TREE = "(3 (2 (2 The) (2 movie)) (4 (3 (2 is) (4 great)) (2 .)))"
 SCORES = {"good": 1, "great": 2, "fun": 1, "bad": -1, "awful": -2, "dull": -1}
@@ -181,6 +181,35 @@ def test_evaluate_gives_exact_accuracy_and_loss_for_a_known_model(toy_sst):
         right, wrong = -math.log(math.e / (1 + math.e)), -math.log(1 / (1 + math.e))   # cross-entropy per sentence
         expected = (right * labels.count(cls) + wrong * labels.count(1 - cls)) / len(labels)
         assert math.isclose(res["loss"], expected, rel_tol=1e-6)
+
+
+class Random(torch.nn.Module):
+    """A classifier whose logits differ per sentence, so the order of a sum shows in its last bits."""
+
+    def __init__(self, vocab: int, classes: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(vocab, 8)
+        self.out = torch.nn.Linear(8, classes)
+
+    def forward(self, x, lengths):
+        return self.out(self.emb(x).mean(0)) * 7.0
+
+
+def test_evaluate_loss_sums_each_batch_in_one_reduction(toy_sst):
+    """The rows made before schema 3 summed each batch with reduction="sum"; summing the
+    per-sentence losses rounds differently, and their exact replays depend on the old order."""
+    task, root = toy_sst
+    cfg = resolve(task)
+    data = task.load(root, cfg)
+    model = Random(len(data["vocab"]), 2)
+    res = task.evaluate(model, data, "test", cfg)
+    exs, total = data["test"], 0.0
+    for idx in sorted_batches([len(ids) for ids, _ in exs], cfg.eval_batch_size):
+        x, lengths, y = task.make_batch([exs[i] for i in idx]).data
+        total += torch.nn.functional.cross_entropy(model(x, lengths), y, reduction="sum").item()
+    assert res["loss"] == total / len(exs)
+    assert res["examples"]["loss"] != [0.0] * len(exs)
 
 
 def test_a_small_model_learns_the_toy_task(toy_sst):
