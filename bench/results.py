@@ -174,14 +174,15 @@ def write_row(registry: Path, row: dict) -> Path:
 
 def _read_table(f: Path) -> pa.Table:
     """One registry file as a table of SCHEMA; columns added since its schema version filled in."""
-    t = pq.read_table(f)
+    t = pq.ParquetFile(f).read(use_threads=False)      # twice as fast as pq.read_table for one-row files
     for name, value in ADDED.items():
         if name not in t.schema.names:
             t = t.append_column(SCHEMA.field(name), pa.array([value] * t.num_rows, SCHEMA.field(name).type))
     missing = set(COLUMNS) - set(t.schema.names)
     if missing:
         raise ValueError(f"missing columns {sorted(missing)}")
-    return t.select(COLUMNS).cast(SCHEMA)
+    t = t.select(COLUMNS)
+    return t if t.schema.equals(SCHEMA) else t.cast(SCHEMA)
 
 
 def read_row(path: Path) -> dict:
@@ -204,17 +205,17 @@ def existing_registry(registry: Path | None = None) -> Path:
 def read_registry(registry: Path | None = None) -> pd.DataFrame:
     """Every run in the registry; any unreadable or invalid file is named in a RegistryError."""
     files = sorted(Path(registry or registry_path()).glob("*/*/*.parquet"))
-    frames, bad = [], []
+    tables, bad = [], []
     for f in files:
         try:
-            frames.append(_read_table(f).to_pandas())
+            tables.append(_read_table(f))
         except Exception as exc:
             bad.append(f"{f}: {type(exc).__name__}: {exc}")
     if bad:
         raise RegistryError("unreadable registry file(s) (fix or delete them):\n  " + "\n  ".join(bad))
-    if not frames:
+    if not tables:
         return pd.DataFrame({c: pd.Series(dtype=SCHEMA.field(c).type.to_pandas_dtype()) for c in COLUMNS})
-    df = pd.concat(frames, ignore_index=True)
+    df = pa.concat_tables(tables).to_pandas()          # one conversion: a thousand to_pandas() took seconds
     dup = df[df.run_id.duplicated()].run_id.tolist()
     if dup:
         raise RegistryError(f"duplicate run ids in the registry: {dup}")
