@@ -50,19 +50,22 @@ def tiny_corpus(seed: int, lines: int) -> str:
     return "\n".join(out) + "\n"
 
 
+def register_toy_lm(root: Path, name: str, train: str, valid: str, test: str):
+    """Write a generated LM corpus over w0..w39 under root/name and register it as task `name`."""
+    from tasks.lm import LanguageModelling
+    vocab_line = " " + " ".join(f"w{i}" for i in range(40)) + " \n"  # every word occurs in train
+    write_dataset(root, name, {"train.txt": vocab_line + train, "valid.txt": valid, "test.txt": test})
+    plugins.load_all()
+    plugins.unregister("task", name)
+    return plugins.register_task(LanguageModelling(name, name, ("train.txt", "valid.txt", "test.txt"),
+                                                   "generated toy LM"))
+
+
 @pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory):
     """A registered task 'tinylm' (an LM task on generated data) and its data directory."""
-    from tasks.lm import LanguageModelling
     root = tmp_path_factory.mktemp("data")
-    train = tiny_corpus(1, 400)
-    vocab_line = " " + " ".join(f"w{i}" for i in range(40)) + " \n"  # every word occurs in train
-    write_dataset(root, "tinylm", {"train.txt": vocab_line + train, "valid.txt": tiny_corpus(2, 60),
-                                   "test.txt": tiny_corpus(3, 60)})
-    plugins.load_all()
-    plugins.unregister("task", "tinylm")
-    task = plugins.register_task(LanguageModelling("tinylm", "tinylm", ("train.txt", "valid.txt", "test.txt"),
-                                                   "generated toy LM"))
+    task = register_toy_lm(root, "tinylm", tiny_corpus(1, 400), tiny_corpus(2, 60), tiny_corpus(3, 60))
     return task, root
 
 
