@@ -90,10 +90,12 @@ report: install
 	$(PY) -m bench.report
 
 # FULL=<run id|glob>: replay those rows' whole training (and only those); ROTATION=N: also replay N long
-# rows in full, chosen from the commit (CI); CONSISTENCY=1: only the consistency checks (seconds).
+# rows in full, chosen from the commit (CI); CONSISTENCY=1: only the consistency checks (seconds);
+# SMOKE_MAX_S=S: smoke rows that trained longer than S s replay their first steps, all but ROTATION of them (CI).
 verify-seeds: install
 	$(PY) -m bench verify-seeds $(if $(SWEEP_SAMPLE),--sweep-sample $(SWEEP_SAMPLE)) $(if $(UNCOMMITTED),--uncommitted) \
-	  $(if $(FULL),--full '$(FULL)') $(if $(ROTATION),--rotation $(ROTATION)) $(if $(CONSISTENCY),--consistency)
+	  $(if $(FULL),--full '$(FULL)') $(if $(ROTATION),--rotation $(ROTATION)) $(if $(CONSISTENCY),--consistency) \
+	  $(if $(SMOKE_MAX_S),--smoke-max-s $(SMOKE_MAX_S))
 
 list: install
 	$(PY) -m bench list

@@ -182,7 +182,8 @@ def cmd_verify(args):
     if args.numerics:                      # a child: verify the rows of this process's mode
         rows = verify.verify_all(data_dir=args.data_dir, only=args.only, numerics=numerics.effective(),
                                  sweep_sample=args.sweep_sample, uncommitted=args.uncommitted,
-                                 full=args.full, rotation_n=args.rotation, part=args.part)
+                                 full=args.full, rotation_n=args.rotation, part=args.part,
+                                 smoke_max_s=args.smoke_max_s)
         Path(args.summary).write_text(json.dumps(rows))
         return 0
     all_rows = results.read_registry()
@@ -214,6 +215,7 @@ def cmd_verify(args):
                 ["--uncommitted"] if args.uncommitted else []) + (
                 ["--full", args.full] if args.full else []) + (
                 ["--rotation", str(args.rotation)] if args.rotation else []) + (
+                ["--smoke-max-s", str(args.smoke_max_s)] if args.smoke_max_s is not None else []) + (
                 ["--part", part] if in_full else [])
             procs[f"{mode}-numerics{' full-replay' if part == 'full' else ''}"] = (
                 subprocess.Popen(cmd, env=dict(os.environ, BENCH_NUMERICS=mode, PYTHONUNBUFFERED="1")), summary)
@@ -231,6 +233,8 @@ def cmd_verify(args):
     logged = verify.append_log(results.registry_path(), rows)
     print(f"verify-seeds: {len(rows) - len(bad) - skipped} passed, {len(bad)} failed, {skipped} skipped"
           + (f"; {logged} full replay(s) logged to {results.registry_path() / verify.LOG_FILE}" if logged else ""))
+    if args.smoke_max_s is not None:
+        print(verify.smoke_budget_line(rows, args.smoke_max_s))
     remaining = verify.start_only(all_rows, verify.read_log())
     protocol = dict(zip(all_rows.run_id, all_rows.protocol))
     sweep = sum(protocol[r].startswith("sweep") for r in remaining)
@@ -264,6 +268,16 @@ def _non_negative(text: str) -> int:
     return n
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not x >= 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0 (got {text!r}), e.g. --smoke-max-s 8")
+    return x
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="bench", description="RNN dropout benchmark")
     p.add_argument("--data-dir", default=None, help="data directory (default: $BENCH_DATA, ../shared/data, ./data)")
@@ -294,6 +308,9 @@ def main(argv=None) -> int:
                    help="replay these rows' whole training (a run id or a glob), and only these")
     v.add_argument("--rotation", type=_non_negative, default=0, metavar="N",
                    help="also replay N long rows in full, chosen from the commit being tested (CI)")
+    v.add_argument("--smoke-max-s", type=_non_negative_float, default=None, metavar="S",
+                   help="smoke rows that trained longer than S seconds replay their first steps instead of "
+                        "their whole run, except --rotation N of them chosen from the commit (CI's budget)")
     v.add_argument("--numerics", choices=("portable", "native"), help=argparse.SUPPRESS)
     v.add_argument("--summary", help=argparse.SUPPRESS)
     v.add_argument("--part", choices=("full", "rest"), help=argparse.SUPPRESS)

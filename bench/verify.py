@@ -21,6 +21,10 @@ machine without a GPU, are not failures.
 Before any replay, the consistency checks (bench/consistency.py) run on every selected row, in
 seconds: a hand-edited number fails there without training.
 
+CI's budget (`--smoke-max-s S`): a smoke row that trained longer than S seconds replays its
+recorded first steps (exact where the fingerprint matches) instead of its whole run, except
+`--rotation N` of them chosen from the commit, which are re-run in full (`smoke_probed`).
+
 A full replay (`--full PATTERN`, and `--rotation N` rows chosen from the commit being tested)
 re-runs a long row's whole training. Where the fingerprint matches it must reproduce valid, test,
 best_epoch and every curve bit for bit and, for a row with result fingerprints, `weights_sha256`
@@ -155,14 +159,31 @@ def replaying_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def rotation(df, n: int, commit: str | None = None):
-    """`n` long rows to replay in full, chosen by a hash of the commit being tested and the run id:
-    the same rows for one commit, others for the next (every row in turn over many commits)."""
-    pool = df[df.protocol.isin(ROTATION_PROTOCOLS) & df.task.isin(ROTATION_TASKS) & (df.device == "cpu")
-              & (df.wall_s <= ROTATION_MAX_WALL_S)]
+def _pick(pool, n: int, commit: str | None) -> list[str]:
+    """`n` run ids of `pool`, chosen by a hash of the commit being tested and the run id: the same
+    rows for one commit, others for the next (every row in turn over many commits)."""
     commit = commit or head_commit()
     key = pool.run_id.map(lambda r: hashlib.sha256(f"{commit}:{r}".encode()).hexdigest())
     return list(pool.assign(_k=key).sort_values("_k").run_id[:n])
+
+
+def rotation(df, n: int, commit: str | None = None):
+    """`n` long rows to replay in full, chosen from the commit (`_pick`)."""
+    pool = df[df.protocol.isin(ROTATION_PROTOCOLS) & df.task.isin(ROTATION_TASKS) & (df.device == "cpu")
+              & (df.wall_s <= ROTATION_MAX_WALL_S)]
+    return _pick(pool, n, commit)
+
+
+def smoke_probed(df, max_s: float | None, n_rotation: int = 0, commit: str | None = None) -> set[str]:
+    """CI's budget for the rows normally re-run in full (smoke): those that trained longer than
+    `max_s` seconds replay their recorded first steps instead (probe_loss, exact where the
+    fingerprint matches), except `n_rotation` of them chosen from the commit (`_pick`), which are
+    re-run in full. None: every one in full (`make verify-seeds`)."""
+    if max_s is None or df.empty:
+        return set()
+    smoke = df[[full_rerun(r) for r in df.itertuples()]]
+    long = smoke[smoke.wall_s > max_s]
+    return set(long.run_id) - set(_pick(long, n_rotation, commit))
 
 
 def full_ids(df, pattern: str | None = None, n_rotation: int = 0) -> set[str]:
@@ -200,9 +221,17 @@ def sample(df, per_group: int):
     return pd.concat([df[~sweep], picked]).sort_values("run_id", kind="stable")
 
 
-def verify_row(row, data_dir, cache: dict | None = None, full: bool = False) -> dict:
+def smoke_budget_line(rows: list[dict], max_s: float) -> str:
+    """What CI's budget left out, for verify-seeds' summary."""
+    n = sum(r["mode"].endswith("(smoke, CI budget)") for r in rows)
+    return (f"smoke rows probed: {n} that trained longer than {max_s:g} s replayed their first steps, not their "
+            f"whole run (--smoke-max-s; `make verify-seeds` re-runs every smoke row in full)")
+
+
+def verify_row(row, data_dir, cache: dict | None = None, full: bool = False, probe: bool = False) -> dict:
     """{run_id, mode, exact, ok, detail}; raises UsageError when the row cannot be replayed here.
-    `full`: replay a long row's whole training (else its first steps)."""
+    `full`: replay a long row's whole training (else its first steps); `probe`: replay a smoke row's
+    first steps only (else its whole run; `smoke_probed`)."""
     task, method = plugins.get_task(row.task), plugins.get_method(row.method)
     cfg = config_mod.Config(json.loads(row.config_json))
     data = load_cached(task, method, cfg, data_dir, {} if cache is None else cache)
@@ -211,20 +240,20 @@ def verify_row(row, data_dir, cache: dict | None = None, full: bool = False) -> 
         with rnn.no_masks() if stand_in else contextlib.nullcontext():
             if full and not full_rerun(row):
                 return _full_replay(row, task, method, cfg, data, dev)
-            return _replay(row, task, method, cfg, data, dev)
+            return _replay(row, task, method, cfg, data, dev, probe=probe)
     except rnn.MaskDrawn:
         raise NeedsGPU(f"a GPU row ({row.device_name}) whose replay draws dropout masks: they come from the "
                        "GPU's generator, so it replays on a GPU only; run `make verify-seeds` on a machine "
                        "with CUDA") from None
 
 
-def _replay(row, task, method, cfg, data, dev) -> dict:
+def _replay(row, task, method, cfg, data, dev, probe: bool = False) -> dict:
     torch.set_num_threads(int(row.threads))          # the row's thread count: results depend on it
     # a pack member (bench/pack.py) equals its solo run up to float rounding: the solo replay is
     # compared within the tolerance, never bit for bit
     exact = same_fingerprint(row, seeding.fingerprint(dev)) and int(row.pack_size or 1) == 1
     impl = impl_for(row.rnn_path)
-    if full_rerun(row):
+    if full_rerun(row) and not probe:
         got = execute(task, method, cfg, data, int(row.seed), dev, progress=False, impl=impl, echo=lambda s: None)
         exact = exact and got["rnn_path"] == row.rnn_path
         ok = (got["status"] == row.status and _close(got["valid"], row.valid, exact)
@@ -247,7 +276,7 @@ def _replay(row, task, method, cfg, data, dev) -> dict:
         detail = (f"first {len(want)} step losses {[float(x) for x in want[:2]]!r}... -> "
                   f"{[float(x) for x in losses[:2]]!r}..."
                   + ("" if worst is None else f", largest relative difference {diffs[worst]:.1e} (step {worst + 1})"))
-        mode = f"probe {len(want)} steps"
+        mode = f"probe {len(want)} steps" + (" (smoke, CI budget)" if full_rerun(row) else "")
     ok = ok and config_mod.config_hash(cfg) == row.config_hash
     return dict(run_id=row.run_id, mode=mode, exact=exact, ok=ok, detail=detail)
 
@@ -374,16 +403,17 @@ def select(df, registry=None, only=None, uncommitted: bool = False, full: str | 
 def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=print,
                numerics: str | None = None, sweep_sample: int | None = None,
                uncommitted: bool = False, full: str | None = None, rotation_n: int = 0,
-               part: str | None = None) -> list[dict]:
+               part: str | None = None, smoke_max_s: float | None = None) -> list[dict]:
     """Verify every row (or those whose id contains `only`, or whose replay mode is `numerics`; with
     `sweep_sample`, at most that many rows per sweep cell, see `sample`; with `uncommitted`, only rows
     git does not track yet); `full` / `rotation_n` rows are replayed in full (`full_ids`); `part`
     "full" or "rest": only those rows, or only the others (verify-seeds runs them in processes of their
-    own). Rows that cannot be replayed are returned with ok=False and a reason, or skipped=True when
+    own); `smoke_max_s`: smoke rows that trained longer replay their first steps (`smoke_probed`). Rows that cannot be replayed are returned with ok=False and a reason, or skipped=True when
     only their data is absent, or when they are GPU rows that draw masks and there is no GPU here."""
     seeding.set_threads()
     df = select(results.read_registry(registry), registry, only, uncommitted, full)
     in_full = full_ids(df, full, rotation_n) if (full or rotation_n) else set()
+    probed = smoke_probed(df, smoke_max_s, rotation_n)
     if sweep_sample is not None:
         df = sample(df, sweep_sample)
     if numerics:
@@ -401,7 +431,7 @@ def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=prin
                 r = dict(run_id=row.run_id, mode="-", exact=False, ok=True, skipped=True,
                          detail=f"not verified: data absent ({status})")
             else:
-                r = verify_row(row, data_dir, cache, full=row.run_id in in_full)
+                r = verify_row(row, data_dir, cache, full=row.run_id in in_full, probe=row.run_id in probed)
         except NeedsGPU as exc:
             r = dict(run_id=row.run_id, mode="-", exact=False, ok=True, skipped=True, detail=f"not verified: {exc}")
         except UsageError as exc:

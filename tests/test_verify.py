@@ -303,6 +303,33 @@ def test_the_rotation_is_chosen_by_the_commit_and_covers_rows_in_turn():
     assert ids[19] not in set().union(*(verify.rotation(slow, 2, commit=f"{c:040x}") for c in range(40)))
 
 
+def test_ci_budget_probes_the_long_smoke_rows_but_a_rotation_of_them():
+    import pandas as pd
+    ids = [f"sst2.m{i}.smoke.s0.cpu.{i:08x}" for i in range(12)]
+    df = pd.DataFrame(dict(run_id=ids + ["sst2.m.cpu.s0.cpu.1"], protocol=["smoke"] * 12 + ["cpu"], task="sst2",
+                           device="cpu", wall_s=[3.0] * 4 + [20.0] * 8 + [300.0]))
+    assert verify.smoke_probed(df, None, 1) == set()                 # no budget: every smoke row in full
+    assert verify.smoke_probed(df, 8, 0) == set(ids[4:])              # long ones; short and long protocols not
+    picked = [set(ids[4:]) - verify.smoke_probed(df, 8, 1, commit=f"{c:040x}") for c in range(40)]
+    assert all(len(p) == 1 for p in picked) and set().union(*picked) == set(ids[4:])   # each in turn
+    assert verify.smoke_probed(df, 8, 2, commit="a" * 40) == verify.smoke_probed(df.iloc[::-1], 8, 2, commit="a" * 40)
+
+
+def test_a_probed_smoke_row_replays_its_first_steps_exactly_and_says_so(tiny_lm, tmp_path, capsys):
+    out = run(tiny_lm, tmp_path, "zoneout")
+    r = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], smoke_max_s=0, echo=lambda s: None)[0]
+    assert r["ok"] and r["exact"] and r["mode"] == "probe 8 steps (smoke, CI budget)"
+    probe = list(out.row["probe_loss"])
+    probe[-1] *= 1 + 1e-9
+    rewrite(out.path, probe_loss=probe)
+    assert not verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], smoke_max_s=0, echo=lambda s: None)[0]["ok"]
+    assert verify.smoke_budget_line([r], 0).startswith("smoke rows probed: 1 that trained longer than 0 s")
+    import pytest
+    with pytest.raises(SystemExit) as exc:
+        main(["verify-seeds", "--smoke-max-s", "soon"])
+    assert exc.value.code == 2 and "expected a number of seconds >= 0" in capsys.readouterr().err
+
+
 def test_passing_full_replays_are_logged_and_old_rows_counted_start_only(tmp_path):
     import pandas as pd
     rows = [dict(run_id="a", ok=True, skipped=False, machine="CPU X", log=dict(result="exact: bit for bit",
