@@ -10,6 +10,7 @@ import hashlib
 import os
 import platform
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,18 @@ def seed_everything(seed: int) -> np.random.Generator:
     torch.manual_seed(seed)  # also seeds every CUDA device
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic_algorithms()
     return np.random.default_rng(seed)
+
+
+def deterministic_algorithms() -> None:
+    """torch.use_deterministic_algorithms(True, warn_only=True), without its import of torch._inductor
+    (about 3 s in every process, for inductor's own flag; the benchmark compiles nothing): the same
+    ATen switch, and inductor's flag as well once something has loaded it."""
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch._C._set_deterministic_algorithms(True, warn_only=True)
 
 
 def thread_count() -> int:

@@ -10,7 +10,7 @@ import pytest
 
 from bench import campaign, plans, plugins, results
 from bench.errors import UsageError
-from conftest import REPO, needs_mirror, tiny_corpus, write_dataset
+from conftest import REPO, tiny_corpus, write_dataset
 
 # A task on generated data and a method that crashes at training time, as plugin files that the
 # campaign's subprocesses load through $BENCH_PLUGINS.
@@ -410,34 +410,55 @@ def test_make_campaign_passes_its_variables():
             in " ".join(p.stdout.replace("\\\n", " ").split()))
 
 
-# --- the smoke plan end to end: local workers, then again, then Ray into an empty registry -------------
+# --- a plan end to end: local workers, then again, then Ray into an empty registry -------------------
+# On the generated toy (camplm), not the real corpora: the plumbing is the same for every task, and
+# verify-seeds replays the committed real-data smoke rows in full.
+TOY_PLAN = """
+description = "toy plan: camplm x zaremba and zoneout, protocol smoke, seeds 0-1"
+priority = "seed"
+
+[[block]]
+protocol = "smoke"
+tasks = ["camplm"]
+methods = ["zaremba", "zoneout"]
+seeds = [0, 1]
+set = { epochs = 1 }
+"""
+
 
 @pytest.fixture(scope="module")
-def smoke_local(tmp_path_factory):
-    """The smoke plan with WORKERS=2 into a fresh registry, then again: (registry rows, outputs)."""
-    root = tmp_path_factory.mktemp("smoke_local")
+def toy_local(tmp_path_factory, fixture_plugins):
+    """The toy plan with WORKERS=2 into a fresh registry, then again: (registry rows, files, outputs, root, plan)."""
+    root = tmp_path_factory.mktemp("toy_local")
+    plan = root / "toy.toml"
+    plan.write_text(TOY_PLAN)
+    cmd = [sys.executable, "-m", "bench.campaign", "--plan", str(plan), "--workers", "2", "--device", "cpu",
+           "--data-dir", str(fixture_plugins[1])]
     with pytest.MonkeyPatch.context() as mp:
         for name in ("REGISTRY", "RUNS", "REPORTS"):
             mp.setenv(f"BENCH_{name}", str(root / name.lower()))
-        first = subprocess.run([sys.executable, "-m", "bench.campaign", "--plan", "smoke", "--workers", "2",
-                                "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=600)
+        mp.setenv("BENCH_PLUGINS", str(fixture_plugins[0]))
+        first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
         files = sorted((root / "registry").glob("*/*/*.parquet"))
-        again = subprocess.run([sys.executable, "-m", "bench.campaign", "--plan", "smoke", "--workers", "2",
-                                "--device", "cpu"], cwd=REPO, capture_output=True, text=True, timeout=600)
-        return results.read_registry(root / "registry"), files, first, again, root
+        again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+        return results.read_registry(root / "registry"), files, first, again, root, plan
 
 
-@needs_mirror
-def test_smoke_plan_runs_on_local_workers_and_again_adds_nothing(smoke_local):
-    df, files, first, again, root = smoke_local
+def test_a_plan_runs_on_local_workers_and_again_adds_nothing(toy_local):
+    df, files, first, again, root, plan = toy_local
     assert first.returncode == 0, first.stdout + first.stderr
-    assert set(df.run_id) == {s.run_id for s in specs_of("smoke")} and set(df.status) == {"ok"}
+    assert set(df.run_id) == {s.run_id for s in specs_of(str(plan))} and len(df) == 4 and set(df.status) == {"ok"}
     assert set(df.threads) == {max(1, campaign.cores() // 2)}
     assert (root / "reports" / "LEADERBOARD.md").exists()
     assert all((root / "runs" / "logs" / f"{r}.log").exists() for r in df.run_id)
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted((root / "registry").glob("*/*/*.parquet")) == files
     assert "4 skipped" in again.stdout and "skipped-registered 4" in again.stdout
+
+
+def test_the_ci_smoke_plan_is_the_four_real_data_runs_it_says():
+    assert sorted(s.run_id.split(".")[:4] for s in specs_of("smoke")) == sorted(
+        [t, m, "smoke", "s0"] for t in ("ptb", "sst2") for m in ("zaremba", "zoneout"))
 
 
 @pytest.fixture(scope="module")
@@ -448,11 +469,13 @@ def ray_instance():
     ray.shutdown()
 
 
-@needs_mirror
-def test_smoke_plan_on_a_local_ray_instance_gives_the_same_rows(smoke_local, ray_instance, capsys):
-    assert campaign.run_plan("smoke", workers=2, backend="ray", device="cpu") == 0
+def test_a_plan_on_a_local_ray_instance_gives_the_same_rows(toy_local, ray_instance, fixture_plugins, monkeypatch,
+                                                            capsys):
+    monkeypatch.setenv("BENCH_PLUGINS", str(fixture_plugins[0]))
+    assert campaign.run_plan(str(toy_local[5]), workers=2, backend="ray", device="cpu",
+                             data_dir=fixture_plugins[1]) == 0
     ray_rows = results.read_registry()
-    local = smoke_local[0]
+    local = toy_local[0]
     assert list(ray_rows.run_id) == list(local.run_id)
     assert list(ray_rows.test) == list(local.test)          # same threads per run: the same numbers
 

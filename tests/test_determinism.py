@@ -31,3 +31,13 @@ def test_same_seed_identical_different_seed_differs(tiny_lm):
 def test_nan_loss_is_recorded_as_diverged(tiny_lm):
     res = _run(tiny_lm, "zaremba", 0, lr=1e30, clip=0.0)
     assert res["status"] == "diverged" and math.isnan(res["test"])
+
+
+def test_seeding_turns_on_deterministic_algorithms_without_loading_inductor():
+    import subprocess
+    import sys
+    code = ("import sys, torch; from bench import seeding; seeding.seed_everything(0); "
+            "print(torch.are_deterministic_algorithms_enabled(), "
+            "torch.is_deterministic_algorithms_warn_only_enabled(), 'torch._inductor' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["True", "True", "False"]
