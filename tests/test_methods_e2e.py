@@ -9,9 +9,9 @@ from bench import plugins, results, runner
 from conftest import HAVE_MIRROR, MIRROR, register_toy_lm
 
 METHODS = ["naive", "zaremba", "gal", "semeniuta", "zoneout", "awd", "fraternal", "curriculum"]
-# Real PTB for zaremba (the real-data plumbing; verify-seeds replays every method's committed smoke
-# rows on PTB and WikiText-2 in full, wikitext-2.zaremba's among the ones CI always replays), a
-# generated toy for the others and wherever the mirror is absent.
+# Real PTB for zaremba (the real-data plumbing; `make verify-seeds` replays every method's committed
+# smoke rows on PTB and WikiText-2 in full, CI the short ones, the first steps of the others and a
+# rotation of them in full), a generated toy for the others and wherever the mirror is absent.
 CASES = [(t, m) for m in METHODS for t in (["ptb"] if HAVE_MIRROR and m == "zaremba" else ["e2elm"])]
 
 

@@ -57,7 +57,7 @@ def test_example_plugin_from_a_folder_runs_end_to_end(tmp_path, tiny_lm):
     from conftest import HAVE_MIRROR
     if HAVE_MIRROR:
         p = subprocess.run([sys.executable, "-m", "bench", "run", "--task", "ptb", "--method", "my_dropout",
-                            "--device", "cpu"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                            "--device", "cpu", "--set", "epochs=1"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr
         assert "ptb.my_dropout.smoke.s0.cpu" in p.stdout
         assert list((tmp_path / "reg" / "ptb" / "my_dropout").glob("*.parquet"))
@@ -115,7 +115,8 @@ def test_new_mask_position_plugin_from_a_folder_runs_end_to_end(tmp_path, tiny_l
     env = dict(os.environ, BENCH_PLUGINS=str(folder), BENCH_REGISTRY=str(tmp_path / "reg"),
                BENCH_REPORTS=str(tmp_path / "rep"), BENCH_RUNS=str(tmp_path / "runs"))
     if HAVE_MIRROR:
-        base = [sys.executable, "-m", "bench", "run", "--task", "ptb", "--method", "out_gate_drop", "--device", "cpu"]
+        base = [sys.executable, "-m", "bench", "run", "--task", "ptb", "--method", "out_gate_drop", "--device", "cpu",
+                "--set", "epochs=1"]
         p = subprocess.run(base, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == 0, p.stderr
         assert "fast LSTM cell not used (a mask at slot(s) o" in p.stderr       # said once, not silent

@@ -196,7 +196,7 @@ def test_make_bench_zoneout_on_a_gru_and_rnndrop_refused_there(tmp_path):
     `METHOD=rnndrop SET="cell=gru"` exits 2 naming the reason, writing nothing."""
     env = dict(os.environ, BENCH_REGISTRY=str(tmp_path / "reg"), BENCH_REPORTS=str(tmp_path / "rep"),
                BENCH_RUNS=str(tmp_path / "runs"))
-    p = subprocess.run(["make", "-s", "bench", "TASK=ptb", "METHOD=zoneout", "SET=cell=gru"], cwd=REPO, env=env,
+    p = subprocess.run(["make", "-s", "bench", "TASK=ptb", "METHOD=zoneout", "SET=cell=gru epochs=1"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     [row] = list((tmp_path / "reg" / "ptb" / "zoneout").glob("*.parquet"))
