@@ -88,6 +88,7 @@ ROTATION_TASKS = ("sst2", "sst5")
 # core (measured: sst2.zaremba.cpu.s0, 229 s on an Intel Xeon, 265 s of CPU on an AMD EPYC), which
 # keeps .ci/run's one rotation row (ROTATION=1) within CI's 20 minutes on 2 cores
 ROTATION_MAX_WALL_S = 360
+BUDGET_TAG = "(smoke, CI budget)"  # ends the mode of a smoke row probed under --smoke-max-s
 
 
 def _rel(a: float, b: float) -> float:
@@ -181,7 +182,8 @@ def smoke_probed(df, max_s: float | None, n_rotation: int = 0, commit: str | Non
     re-run in full. None: every one in full (`make verify-seeds`)."""
     if max_s is None or df.empty:
         return set()
-    smoke = df[[full_rerun(r) for r in df.itertuples()]]
+    known = set(plugins.list_tasks())              # a row of an unknown task is reported by verify_row
+    smoke = df[[r.task in known and full_rerun(r) for r in df.itertuples()]]
     long = smoke[smoke.wall_s > max_s]
     return set(long.run_id) - set(_pick(long, n_rotation, commit))
 
@@ -223,7 +225,7 @@ def sample(df, per_group: int):
 
 def smoke_budget_line(rows: list[dict], max_s: float) -> str:
     """What CI's budget left out, for verify-seeds' summary."""
-    n = sum(r["mode"].endswith("(smoke, CI budget)") for r in rows)
+    n = sum(r["mode"].endswith(BUDGET_TAG) for r in rows)
     return (f"smoke rows probed: {n} that trained longer than {max_s:g} s replayed their first steps, not their "
             f"whole run (--smoke-max-s; `make verify-seeds` re-runs every smoke row in full)")
 
@@ -276,7 +278,7 @@ def _replay(row, task, method, cfg, data, dev, probe: bool = False) -> dict:
         detail = (f"first {len(want)} step losses {[float(x) for x in want[:2]]!r}... -> "
                   f"{[float(x) for x in losses[:2]]!r}..."
                   + ("" if worst is None else f", largest relative difference {diffs[worst]:.1e} (step {worst + 1})"))
-        mode = f"probe {len(want)} steps" + (" (smoke, CI budget)" if full_rerun(row) else "")
+        mode = f"probe {len(want)} steps" + (f" {BUDGET_TAG}" if full_rerun(row) else "")
     ok = ok and config_mod.config_hash(cfg) == row.config_hash
     return dict(run_id=row.run_id, mode=mode, exact=exact, ok=ok, detail=detail)
 

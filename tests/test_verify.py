@@ -114,6 +114,8 @@ def test_unverifiable_rows_are_listed_with_their_reason(tiny_lm, tmp_path, capsy
     res = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], echo=lambda s: None)
     bad = [r for r in res if not r["ok"]]
     assert [r["run_id"] for r in bad] == ["no-such-task.x"] and "unknown task" in bad[0]["detail"]
+    budget = verify.verify_all(tmp_path / "reg", data_dir=tiny_lm[1], smoke_max_s=0, echo=lambda s: None)
+    assert [(r["run_id"], r["ok"]) for r in budget] == [(r["run_id"], r["ok"]) for r in res]   # CI's budget too
     assert [r["ok"] for r in child_summary(tmp_path, monkeypatch, tiny_lm[1])] == [False, True]
 
 
