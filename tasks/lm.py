@@ -333,7 +333,7 @@ register_task(LanguageModelling(
 # `cpu` on WikiText-2: PTB's `cpu` model and schedule (2x200, untied, BPTT 35, batch 20, init
 # U(-0.1, 0.1), lr 1 then /1.6 a epoch) on the full data, with an adaptive softmax (ASM_CUTOFFS): the
 # full 33k-word softmax made a step 17x dearer (measured on 1 thread: 2.0 s against 0.12 s for the
-# output layer of a 700-token batch), about 3 epochs in a run's budget.
+# output layer of a 700-token batch): with it, only about 3 epochs would fit in a run's hour.
 # Measured at seed 0 (Intel Xeon, one thread beside another run, 47-55 min a run): `none` overfits,
 # valid 254, 199, 183, 180, 175.7 (epoch 5, kept), 179, 185, 189, test 161.8; zaremba's valid still
 # falls at epoch 8 (243 ... 148.5, 145.2), test 135.0, 27 points below none. No paper reports a
