@@ -160,7 +160,7 @@ def test_bad_input_on_the_command_line_exits_2_and_writes_nothing(tmp_path, caps
 
 
 def test_unknown_plan_lists_the_shipped_ones():
-    with pytest.raises(UsageError, match="plan 'nosuchplan' not found.*choose one of: cpu, cpu-gpu, gpu, gpu-packs, smoke"):
+    with pytest.raises(UsageError, match="plan 'nosuchplan' not found.*choose one of: cpu, cpu-gpu, device-cpu, gpu, gpu-packs, smoke"):
         plans.load_plan("nosuchplan")
 
 
