@@ -90,6 +90,7 @@ def run_subprocess(cmd: list[str], env: dict, log: str, cwd: str, deadline: floa
     `log`, on the cores `cpus` if given; SIGTERM it at `deadline` (time.time()) or when `stop` is
     set, then wait for it to checkpoint and exit. Returns its exit code. Also Ray's remote function."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")} | env
+    full.setdefault("PYTHONFAULTHANDLER", "1")      # a run killed by a fault signal leaves its tracebacks in the log
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as out:
         out.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} campaign: {' '.join(cmd[1:])}\n")

@@ -551,6 +551,8 @@ def test_a_run_killed_by_a_crash_signal_is_run_once_more(tmp_path, camp_env, cap
     assert f"crashed: {specs[0].run_id} (SIGABRT): once more" in captured.err
     assert f"done: {specs[0].run_id}" in captured.err and "retried once" in captured.err
     assert (tmp_path / "aborted").exists() and registry_ids() == {specs[0].run_id}
+    log = (campaign.runs_dir() / "logs" / f"{specs[0].run_id}.log").read_text()
+    assert "Fatal Python error: Aborted" in log and "abort_once" in log     # faulthandler: where it died
 
 
 def test_only_crash_signals_are_retried_and_not_after_a_stop():
