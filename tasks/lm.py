@@ -334,13 +334,15 @@ register_task(LanguageModelling(
 # U(-0.1, 0.1), lr 1 then /1.6 a epoch) on the full data, with an adaptive softmax (ASM_CUTOFFS): the
 # full 33k-word softmax made a step 17x dearer (measured on 1 thread: 2.0 s against 0.12 s for the
 # output layer of a 700-token batch): with it, only about 3 epochs would fit in a run's hour.
-# Measured at seed 0 (Intel Xeon, one thread beside another run, 47-55 min a run): `none` overfits,
-# valid 254, 199, 183, 180, 175.7 (epoch 5, kept), 179, 185, 189, test 161.8; zaremba's valid still
-# falls at epoch 8 (243 ... 148.5, 145.2), test 135.0, 27 points below none. No paper reports a
-# 2x200 LSTM on WikiText-2: the nearest stated figure is pytorch/examples' word_language_model README
+# Measured (one thread a run, 38-55 min: Intel Xeon for seed 0, AMD EPYC for 1-2): `none` overfits,
+# its valid best at epoch 5 on every seed (s0: 254, 199, 183, 180, 175.7, 179, 185, 189; s1 and s2
+# 169.4 and 167.9 at epoch 5, then rising to 182.9 and 181.8), test 161.8, 155.7, 154.3 (157.3 ± 4.0);
+# zaremba's valid still falls at epoch 8 (s0 148.5 then 145.2, s1 151.3 then 149.0), test 135.0 and
+# 137.6 (136.3 ± 1.8), 21 points below none, about 5 of none's seed stds. No paper reports a 2x200
+# LSTM on WikiText-2: the nearest stated figure is pytorch/examples' word_language_model README
 # (2x200, dropout 0.2, 6 epochs: 117.61; the number first appeared when that example trained on PTB),
-# 17 points below zaremba here; the spec's published WikiText-2 numbers (AWD-LSTM 65.8, 3 layers of
-# 1150 and 750 epochs) are a different scale, 69 points away.
+# 19 points below zaremba here; the spec's published WikiText-2 numbers (AWD-LSTM 65.8, 3 layers of
+# 1150 and 750 epochs) are a different scale, 70 points away.
 WT2_CPU = dict(PTB_CPU, softmax="adaptive", epochs=8, lr_decay_start=4)
 
 register_task(LanguageModelling(
