@@ -28,7 +28,8 @@ def test_committed_leaderboard_is_regenerated_from_the_committed_registry(tmp_pa
     committed = git("show", "HEAD:reports/LEADERBOARD.md").decode("utf-8")
     fresh = leaderboard.write(tmp_path / "registry", tmp_path / "LEADERBOARD.md").read_text(encoding="utf-8")
     if fresh != committed:
-        changed = [line for line in fresh.splitlines() if line not in set(committed.splitlines())]
+        old = set(committed.splitlines())
+        changed = [line for line in fresh.splitlines() if line not in old]
         pytest.fail("reports/LEADERBOARD.md at HEAD is not what `make leaderboard` makes of HEAD's registry/ "
                     f"({len(changed)} line(s) differ, first: {changed[:1]}): run `make leaderboard` and "
                     "commit reports/ with the rows")
