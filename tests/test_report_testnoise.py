@@ -120,3 +120,18 @@ def test_seeds_without_a_side_file_are_left_out_not_their_method(registry):
     assert missing == [old.run_id] and len(sides["gal"]) == 1 and len(sides["zaremba"]) == 2
     text = report.build(df, registry=registry).text()
     assert "| gal      | 1   |" in text and "1 of " in text and "have no per-example side file" in text
+
+
+@pytest.mark.parametrize("rates, why", [((("gal", 0.86),), "it has no `zaremba` run to pair the other methods with"),
+                                        ((("zaremba", 0.80),), "it has no method besides `zaremba`")])
+def test_a_table_with_side_files_but_nothing_to_pair_says_so_not_that_they_are_missing(registry, rates, why):
+    """Stop 43: a one-method table (rnndrop's cuda Multi30k rows) read '0 of the 3 finished runs have no
+    side file ... registered before side files existed'; it has them, it lacks a pair; nor is it a
+    ranking 'with one epoch'."""
+    sst_registry(registry, rates=rates)
+    text = report.build(results.read_registry(registry), registry=registry).text()
+    assert (f"*Test-set noise:* all 2 finished runs of this table have a per-example side file, but {why}, so no "
+            "paired bootstrap over the test examples can be made for it.") in text
+    assert "registered before side files existed" not in text and "binomial standard error" not in text
+    assert "with one epoch" not in text
+

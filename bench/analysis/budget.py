@@ -66,6 +66,8 @@ def still_moving(epochs: list[int], ranks: dict[str, list[float]], share: float 
     """One sentence: does the order change between the last two epochs, and since when is it fixed?
     `share`: the seeds that peaked at the last epoch; where under half did, the test numbers (taken at
     each seed's best epoch) do not hinge on the last epochs, and the sentence says so."""
+    if not ranks:
+        return "with fewer than two methods there is no ranking to read."
     if len(epochs) < 2:
         return "with one epoch there is no ranking over time to read."
     names = sorted(ranks)

@@ -127,6 +127,12 @@ def noise_note(doc: Doc, unit: pd.DataFrame, res: list[dict], registry: Path | N
             doc.add(f"{len(missing)} of {n_ok} finished runs have no per-example side file"
                     + (f"; not bootstrapped: {_q(left)}" if left else "") + ".", "")
         return cis
+    if not missing:             # every run has its side file, but there is nothing to pair it with
+        doc.add(f"*Test-set noise:* all {n_ok} finished runs of this table have a per-example side file, but "
+                + (f"it has no `{BASE}` run to pair the other methods with" if BASE not in sides else
+                   f"it has no method besides `{BASE}`")
+                + ", so no paired bootstrap over the test examples can be made for it.", "")
+        return cis
     doc.add(f"*Test-set noise:* {len(missing)} of the {n_ok} finished runs of this table have no per-example "
             "side file (they were registered before side files existed), so no paired bootstrap over the test "
             "examples can be made for it; rerunning its seeds writes them.", "")
