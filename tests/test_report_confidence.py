@@ -194,10 +194,24 @@ def test_each_table_prints_the_smallest_resolvable_gap_and_the_seeds_each_gap_ne
     md8, md3 = power.min_detectable(sd, 3, 0.05 / 2), power.min_detectable(sd, 3, 0.05 / 3)
     assert (f"*Power:* with 3 seeds per method and the table's pooled seed-to-seed std {sd:.3f}, the smallest "
             f"difference resolved with 80% power is {md8:.2f} in the family of the 2 tests against `zaremba` "
-            f"(Holm's first step, α/2) and {md3:.2f} in the family of all 3 pairs (α/3).") in text
+            f"(Holm's first step, α/2) and {md3:.2f} in the family of all 3 pairs (α/3); at 10 seeds per method "
+            f"and the same std they would be {power.min_detectable(sd, 10, 0.025):.2f} and "
+            f"{power.min_detectable(sd, 10, 0.05 / 3):.2f}.") in text
     gap = np.mean(vals["gal"]) - np.mean(vals["zaremba"])
     assert f"`gal` {gap:.2f} → {power.seeds_needed(gap, sd, 0.025)}" in text
     assert "is not evidence of no difference" in text
+    assert power.min_detectable(sd, 10, 0.025) < md8                  # more seeds resolve smaller gaps
+
+
+def test_the_power_note_names_the_range_of_seed_counts_and_drops_the_projection_at_ten(registry):
+    """A table whose methods have 10-11 seeds: the median count with its range, no projection."""
+    rng = np.random.default_rng(3)
+    for m, k in (("zaremba", 10), ("gal", 11), ("naive", 10)):
+        for s in range(k):
+            results.write_row(registry, row("sst2", m, "cpu", s, 80.0 + float(rng.normal())))
+    text = report.build(results.read_registry(registry)).text()
+    assert "*Power:* with 10 seeds per method (the median; 10–11) and the table's pooled" in text
+    assert "at 10 seeds per method and the same std" not in text
 
 
 # --- 5. aggregates ---------------------------------------------------------------------------

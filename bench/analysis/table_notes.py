@@ -58,7 +58,8 @@ def power_note(doc: Doc, res: list[dict], n_pairs: int) -> None:
     tested = [d for d in res if d["method"] != BASE and not math.isnan(d["p_holm"])]
     if not tested or not sd > 0:
         return
-    n = int(np.median([d["s"].n for d in res if d["s"].n >= 2]))
+    counts = [d["s"].n for d in res if d["s"].n >= 2]
+    n = int(np.median(counts))
     m = len(tested)
     a_base, a_pairs = stats.ALPHA / m, stats.ALPHA / max(n_pairs, 1)
     md_base, md_pairs = power.min_detectable(sd, n, a_base), power.min_detectable(sd, n, a_pairs)
@@ -67,10 +68,15 @@ def power_note(doc: Doc, res: list[dict], n_pairs: int) -> None:
     p_fam = power.power(med, sd, n, a_base)
     need = ", ".join(f"`{d['method']}` {fmt(abs(d['diff']))} → {power.fmt_seeds(power.seeds_needed(d['diff'], sd, a_base))}"
                      for d in sorted(tested, key=lambda d: (-abs(d["diff"]), d["method"])))
-    doc.add(f"*Power:* with {n} seeds per method and the table's pooled seed-to-seed std {fmt(sd, 3)}, the "
+    spread = f" (the median; {min(counts)}–{max(counts)})" if min(counts) != max(counts) else ""
+    more = power.PROJECTED_SEEDS
+    doc.add(f"*Power:* with {n} seeds per method{spread} and the table's pooled seed-to-seed std {fmt(sd, 3)}, the "
             f"smallest difference resolved with 80% power is {fmt(md_base)} in the family of {tests_of(m)} "
             f"against `{BASE}` (Holm's first step, α/{m}) and {fmt(md_pairs)} in the family of "
-            f"{pairs_of(n_pairs)} (α/{n_pairs}). The median observed gap against `{BASE}`, {fmt(med)}, is "
+            f"{pairs_of(n_pairs)} (α/{n_pairs})"
+            + (f"; at {more} seeds per method and the same std they would be {fmt(power.min_detectable(sd, more, a_base))} "
+               f"and {fmt(power.min_detectable(sd, more, a_pairs))}" if n < more else "")
+            + f". The median observed gap against `{BASE}`, {fmt(med)}, is "
             f"detected with power {power.power(med, sd, n, stats.ALPHA):.0%} by a single test at α = 0.05 "
             f"and {p_fam:.0%} at α/{m}"
             + (": a `no clear difference` here is not evidence of no difference." if p_fam < power.TARGET else ".")
