@@ -337,8 +337,9 @@ register_task(LanguageModelling(
 # Measured (one thread a run, 38-55 min: Intel Xeon for seed 0, AMD EPYC for 1-2): `none` overfits,
 # its valid best at epoch 5 on every seed (s0: 254, 199, 183, 180, 175.7, 179, 185, 189; s1 and s2
 # 169.4 and 167.9 at epoch 5, then rising to 182.9 and 181.8), test 161.8, 155.7, 154.3 (157.3 ± 4.0);
-# zaremba's valid still falls at epoch 8 (s0 148.5 then 145.2, s1 151.3 then 149.0), test 135.0 and
-# 137.6 (136.3 ± 1.8), 21 points below none, about 5 of none's seed stds. No paper reports a 2x200
+# zaremba's valid still falls at epoch 8 on every seed (s0 148.5 then 145.2, s1 151.3 then 149.0, s2
+# 148.8 then 146.2), test 135.0, 137.6, 136.3 (136.3 ± 1.3), 21 points below none, about 5 of none's
+# seed stds (Welch p 0.007). rnndrop diverges in epoch 1 (NaN at 58 s, seeds 0-2). No paper reports a 2x200
 # LSTM on WikiText-2: the nearest stated figure is pytorch/examples' word_language_model README
 # (2x200, dropout 0.2, 6 epochs: 117.61; the number first appeared when that example trained on PTB),
 # 19 points below zaremba here; the spec's published WikiText-2 numbers (AWD-LSTM 65.8, 3 layers of
