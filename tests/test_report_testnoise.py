@@ -134,4 +134,3 @@ def test_a_table_with_side_files_but_nothing_to_pair_says_so_not_that_they_are_m
             "paired bootstrap over the test examples can be made for it.") in text
     assert "registered before side files existed" not in text and "binomial standard error" not in text
     assert "with one epoch" not in text
-

@@ -70,13 +70,13 @@ def power_note(doc: Doc, res: list[dict], n_pairs: int) -> None:
                      for d in sorted(tested, key=lambda d: (-abs(d["diff"]), d["method"])))
     spread = f" (the median; {min(counts)}–{max(counts)})" if min(counts) != max(counts) else ""
     more = power.PROJECTED_SEEDS
-    doc.add(f"*Power:* with {n} seeds per method{spread} and the table's pooled seed-to-seed std {fmt(sd, 3)}, the "
-            f"smallest difference resolved with 80% power is {fmt(md_base)} in the family of {tests_of(m)} "
+    at_more = (f"; at {more} seeds per method and the same std they would be "
+               f"{fmt(power.min_detectable(sd, more, a_base))} and {fmt(power.min_detectable(sd, more, a_pairs))}"
+               if n < more else "")
+    doc.add(f"*Power:* with {n} seeds per method{spread} and the table's pooled seed-to-seed std {fmt(sd, 3)}, "
+            f"the smallest difference resolved with 80% power is {fmt(md_base)} in the family of {tests_of(m)} "
             f"against `{BASE}` (Holm's first step, α/{m}) and {fmt(md_pairs)} in the family of "
-            f"{pairs_of(n_pairs)} (α/{n_pairs})"
-            + (f"; at {more} seeds per method and the same std they would be {fmt(power.min_detectable(sd, more, a_base))} "
-               f"and {fmt(power.min_detectable(sd, more, a_pairs))}" if n < more else "")
-            + f". The median observed gap against `{BASE}`, {fmt(med)}, is "
+            f"{pairs_of(n_pairs)} (α/{n_pairs}){at_more}. The median observed gap against `{BASE}`, {fmt(med)}, is "
             f"detected with power {power.power(med, sd, n, stats.ALPHA):.0%} by a single test at α = 0.05 "
             f"and {p_fam:.0%} at α/{m}"
             + (": a `no clear difference` here is not evidence of no difference." if p_fam < power.TARGET else ".")
