@@ -573,3 +573,23 @@ def test_stored_values_compare_across_json_lists_and_config_tuples():
     assert select.same([1, 0.5], (1.0, 0.5)) and not select.same([1, 0.5], (1.0, 0.6))
     assert select.same_recipe({"lr": 1, "sizes": [2, 3]}, {"lr": 1.0, "sizes": (2, 3), "absent": 1})
     assert not select.same_recipe({"lr": 0.5}, {"lr": 1.0})
+
+
+def test_a_best_result_from_one_seed_is_not_called_a_mean(registry):
+    # WikiText-2 `cpu` once read "`naive` has the best mean test ppl (133.14)" from one naive seed
+    # beside three of zaremba: a single run is named as such, then the best mean of >= 2 seeds
+    for s, z in enumerate(ZAREMBA):
+        results.write_row(registry, row("ptb", "zaremba", "cpu", s, z, curve=[150 + s, 120, z]))
+    results.write_row(registry, row("ptb", "naive", "cpu", 0, 90.0, curve=[140, 110, 90.0]))
+    part = report.build(results.read_registry(registry)).text().split("### cpu · ptb · cpu")[1].split("###")[0]
+    zmean = f"{np.mean(ZAREMBA):.2f}"
+    assert ("`naive` has the best test ppl (90.00), from one seed: not yet a mean; of the methods with "
+            f"≥ 2 seeds `zaremba` has the best mean ({zmean}, 3 seeds)") in part
+    assert "has the best mean test ppl" not in part
+    curves = report.build(results.read_registry(registry)).text().split("validation ppl per epoch")[1]
+    assert "after the last epoch `naive` has the best validation ppl (90.00, one seed)" in curves
+    # with a second seed it is a mean, and the seed count is said
+    results.write_row(registry, row("ptb", "naive", "cpu", 1, 91.0, curve=[141, 111, 91.0]))
+    text = report.build(results.read_registry(registry)).text()
+    assert "`naive` has the best mean test ppl (90.50, 2 seeds);" in text
+    assert "after the last epoch `naive` has the best mean validation ppl (90.50, 2 seeds)" in text

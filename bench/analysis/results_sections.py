@@ -62,6 +62,25 @@ def compare(unit: pd.DataFrame) -> tuple[list[dict], bool]:
     return out, higher
 
 
+def seeds_word(n: int) -> str:
+    return "one seed" if n == 1 else f"{n} seeds"
+
+
+def best_mean(shown: list[dict], what: str) -> str:
+    """The reading's lead: the best mean of a table, best first, with the seeds it rests on. A
+    single run is not called a mean; the best mean of the methods with >= 2 seeds follows it."""
+    top = shown[0]
+    if top["s"].n >= 2:
+        return f"{quoted([top['method']])} has the best mean {what} ({fmt(top['s'].mean)}, {seeds_word(top['s'].n)})"
+    lead = (f"{quoted([top['method']])} has the best {what} ({fmt(top['s'].mean)}), from one seed: "
+            f"not yet a mean")
+    multi = [d for d in shown if d["s"].n >= 2]
+    if multi:
+        lead += (f"; of the methods with ≥ 2 seeds {quoted([multi[0]['method']])} has the best mean "
+                 f"({fmt(multi[0]['s'].mean)}, {seeds_word(multi[0]['s'].n)})")
+    return lead
+
+
 FAR = 4.0      # a seed this many pooled seed-to-seed stds from its method's median is named
 
 
@@ -191,7 +210,7 @@ def section_tables(doc: Doc, df: pd.DataFrame, registry=None) -> None:
             verdict = f"no method could be tested against {quoted([BASE])} (each side needs ≥ 2 seeds)."
         doc.figure(f"means_{select.slug(protocol, task, device)}.png", fig,
                    f"test {metric} by method, {protocol} {task}",
-                   f"{quoted([shown[0]['method']])} has the best mean test {metric} ({fmt(shown[0]['s'].mean)}); {verdict}")
+                   f"{best_mean(shown, f'test {metric}')}; {verdict}")
         far = far_seeds(res)
         if far:
             said = "; ".join(f"{quoted([f['method']])} seed {f['seed']} ({fmt(f['value'])}; the median of its seeds "
@@ -439,11 +458,11 @@ def unit_curves(doc: Doc, unit: pd.DataFrame, names: list[str], ranks: bool = Fa
     protocol, task, device = unit.protocol.iloc[0], unit.task.iloc[0], unit.device.iloc[0]
     vm = unit.valid_metric.iloc[0]
     higher = valid_higher(unit)
-    series = {}
+    series, counts = {}, {}
     for m, g in unit.groupby("method", sort=True):
         cs = [[float(v) for v in c] for c in g.curve_valid if c is not None and len(c)]
         if cs:
-            series[m] = curve_stats(cs)
+            series[m], counts[m] = curve_stats(cs), len(cs)
     if not series:
         doc.add("Its rows have no learning curves (schema-1 rows).", "")
         return
@@ -452,7 +471,9 @@ def unit_curves(doc: Doc, unit: pd.DataFrame, names: list[str], ranks: bool = Fa
     last = {m: s[1][-1] for m, s in series.items()}
     top = sorted(last, key=lambda m: (-last[m] if higher else last[m], m))[0]
     turned, within = overfit(series, higher)
-    reading = f"after the last epoch {quoted([top])} has the best mean validation {vm} ({fmt(last[top])}); "
+    mean = "mean " if counts[top] >= 2 else ""
+    reading = (f"after the last epoch {quoted([top])} has the best {mean}validation {vm} ({fmt(last[top])}, "
+               f"{seeds_word(counts[top])}); ")
     reading += (f"{quoted(turned)} peaked before the last epoch and then got worse by more than the spread of "
                 f"{'its' if len(turned) == 1 else 'their'} seeds (overfitting)." if turned
                 else "no method's mean curve got worse after its best epoch by more than its seeds' spread.")
