@@ -588,6 +588,7 @@ def test_a_best_result_from_one_seed_is_not_called_a_mean(registry):
     assert "has the best mean test ppl" not in part
     curves = report.build(results.read_registry(registry)).text().split("validation ppl per epoch")[1]
     assert "after the last epoch `naive` has the best validation ppl (90.00, one seed)" in curves
+    assert "`naive` (one seed) leads at the last one" in curves
     # with a second seed it is a mean, and the seed count is said
     results.write_row(registry, row("ptb", "naive", "cpu", 1, 91.0, curve=[141, 111, 91.0]))
     text = report.build(results.read_registry(registry)).text()

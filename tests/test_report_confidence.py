@@ -97,9 +97,26 @@ def test_section_2_counts_diverged_runs_instead_of_dropping_them(registry):
     doc = Doc()
     section_ranks(doc, results.read_registry(registry))
     text = doc.text()
-    assert "1 of these runs diverged and count as their table's worst finished run: ptb · naive 1." in text
+    assert "1 of the ranked runs diverged and counts as its table's worst finished run: ptb · naive 1." in text
     # ptb naive: (98 + the worst finished 100.1) / 2 = 99.05, behind gal's 98.55: rank 2, not 1
     assert re.search(r"^\| naive +\| [0-9.]+ +\| 2\.0 ", text, re.M)
+
+
+def test_section_2_counts_only_the_diverged_runs_of_the_tasks_it_ranks(registry):
+    # multi30k lacks gal, so it is left out of the complete design: its diverged naive seed is not
+    # one of the ranked runs (the note used to count it anyway)
+    for s in range(2):
+        for task, base in (("ptb", 100.0), ("sst2", 80.0), ("sst5", 40.0)):
+            sign = -1 if task == "ptb" else 1
+            for m, d in (("zaremba", 0.0), ("gal", 1.5), ("naive", 2.0)):
+                results.write_row(registry, row(task, m, "cpu", s, base + sign * d + 0.1 * s))
+        results.write_row(registry, row("multi30k-de-en", "zaremba", "cpu", s, 30.0 + s))
+        results.write_row(registry, div(row("multi30k-de-en", "naive", "cpu", s, 30.0)))
+    doc = Doc()
+    section_ranks(doc, results.read_registry(registry))
+    text = doc.text()
+    assert "Left out to keep the design complete: task multi30k-de-en." in text
+    assert "diverged and count" not in text and "multi30k-de-en · naive" not in text
 
 
 # --- 2. budget -------------------------------------------------------------------------------
@@ -122,6 +139,10 @@ def test_seeds_that_peaked_at_the_last_epoch_and_the_ranking_at_every_epoch():
     assert "not cut short" in budget.still_moving(epochs, ranks, 0.25)
     steady = {"a": [1.0, 2.0, 1.0, 1.0], "b": [2.0, 1.0, 2.0, 2.0]}
     assert budget.still_moving([1, 2, 3, 4], steady).startswith("the order has not changed since epoch 3 of 4")
+    # a steady order with most seeds still improving at the end is not called settled
+    assert budget.still_moving([1, 2, 3, 4], steady, 0.75).endswith(
+        "; but 75% of the seeds peaked at the last epoch, so a longer budget may still reorder this table.")
+    assert budget.still_moving([1, 2, 3, 4], steady, 0.25).endswith("between the last two epochs).")
 
 
 def make_row_ns(curve, best):
@@ -198,8 +219,16 @@ def test_each_table_prints_the_smallest_resolvable_gap_and_the_seeds_each_gap_ne
             f"and the same std they would be {power.min_detectable(sd, 10, 0.025):.2f} and "
             f"{power.min_detectable(sd, 10, 0.05 / 3):.2f}.") in text
     gap = np.mean(vals["gal"]) - np.mean(vals["zaremba"])
-    assert f"`gal` {gap:.2f} → {power.seeds_needed(gap, sd, 0.025)}" in text
-    assert "is not evidence of no difference" in text
+    sd_gal = math.sqrt((np.var(vals["gal"], ddof=1) + np.var(vals["zaremba"], ddof=1)) / 2)
+    pw = power.power(gap, sd_gal, 3, 0.025)
+    assert (f"`gal` {gap:.2f} (std {sd_gal:.3f}, power {pw:.0%} at 3 seeds) → "
+            f"{power.seeds_needed(gap, sd_gal, 0.025)}") in text
+    assert ("The `no clear difference` verdicts of `gal`, `naive` have under 80% power at their gaps: they are "
+            "not evidence of no difference.") in text
+    # a one-seed method is named as untested; the pooled std is only the table's, not any pair's
+    results.write_row(registry, row("sst2", "awd", "cpu", 0, 82.0))
+    text = report.build(results.read_registry(registry)).text()
+    assert "Not tested, one seed: `awd`." in text
     assert power.min_detectable(sd, 10, 0.025) < md8                  # more seeds resolve smaller gaps
 
 
@@ -315,6 +344,16 @@ def test_expected_best_after_k_settings_by_hand():
     assert mean[0] > mean[1] > mean[2] and std[-1] < std[0]
 
 
+def test_a_rank_swap_within_the_spreads_is_a_tie_not_a_budget_effect():
+    # a: best with one setting, b best with all, intervals apart at both ends: a real swap;
+    # c swaps with b too, but within b's spread at k = all (sweep ptb: 6.007 beside 6.008 ± 0.006)
+    first = {"a": (6.00, 0.01), "b": (6.10, 0.01), "c": (6.20, 0.01)}
+    last = {"a": (5.95, 0.005), "b": (5.90, 0.005), "c": (5.898, 0.005)}
+    assert evp.clear_swaps(first, last) == ["a", "b", "c"]          # c and a swap clearly too
+    last["a"] = (5.895, 0.005)                                      # a now ties both at the end
+    assert evp.clear_swaps(first, last) == []
+
+
 def test_a_figure_per_task_of_each_methods_expected_best_from_its_random_draws(registry):
     rng = np.random.default_rng(1)
     for m, keys, offset in (("zoneout", ("z_h", "z_c"), 0.0), ("zaremba", ("p_hid", "p_out"), 0.05)):
@@ -345,3 +384,19 @@ def test_a_diverged_seed_of_a_results_table_is_said_in_sections_1_and_3_and_on_t
     assert "1 run(s) of this table diverged (`gal` 1): they have no curve to the end and are not drawn." in text
     labels = [t.get_text() for t in doc.figures["means_cpu_ptb_cpu.png"].axes[0].get_yticklabels()]
     assert labels == ["gal (n=2, +1 diverged)", "zaremba (n=3)"]
+
+
+def test_a_friedman_test_that_does_not_reject_is_not_read_as_equal_ranks(registry):
+    # two tasks, the same order on both: Friedman cannot reject with 2 blocks (p 0.135), and the
+    # reading used to say "the ranks do not differ more than chance"
+    for s in range(2):
+        for task, base, sign in (("ptb", 100.0, -1), ("sst2", 80.0, 1)):
+            for m, d in (("zaremba", 0.0), ("gal", 1.5), ("naive", 2.0)):
+                results.write_row(registry, row(task, m, "cpu", s, base + sign * d + 0.1 * s))
+    doc = Doc()
+    section_ranks(doc, results.read_registry(registry))
+    text = doc.text()
+    assert ("Friedman's test does not reject equal mean ranks at α = 0.05 (p = 0.135): with 2 tasks as its "
+            "blocks it has little power, so this is no evidence that the methods rank alike") in text
+    assert "do not differ more than chance" not in text and "says little about" not in text
+    assert "With 3 methods per pair a τ test has little power" in text

@@ -120,6 +120,9 @@ def test_seeds_without_a_side_file_are_left_out_not_their_method(registry):
     assert missing == [old.run_id] and len(sides["gal"]) == 1 and len(sides["zaremba"]) == 2
     text = report.build(df, registry=registry).text()
     assert "| gal      | 1   |" in text and "1 of " in text and "have no per-example side file" in text
+    # its Δ is over the one seed with a side file: said, and not read as beyond seed noise too
+    assert "Only some seeds have a side file (`gal` 1 of 2): these Δ are over those seeds" in text
+    assert "test noise; one seed: no seed noise in it" in text
 
 
 @pytest.mark.parametrize("rates, why", [((("gal", 0.86),), "it has no `zaremba` run to pair the other methods with"),

@@ -88,9 +88,14 @@ def still_moving(epochs: list[int], ranks: dict[str, list[float]], share: float 
         if share < 0.5:
             few = "no seed" if share == 0 else f"only {share:.0%} of the seeds"
             return (head + f"; but {few} peaked at the last epoch, so the test numbers, "
-                    "taken at each seed's best epoch, are not cut short by the budget: the late moves are "
-                    "validation noise past the peaks.")
+                    "taken at each seed's best epoch, are not cut short by the budget: the late moves reorder "
+                    "curves past their peaks (overfitting or noise: section 3's reading of overfitting tells "
+                    "them apart), not the test numbers.")
         return head + (f", and {share:.0%} of the seeds peaked at the last epoch: a longer budget may reorder "
                        "this table." if not math.isnan(share) else ", so a longer budget may reorder this table.")
-    return (f"the order has not changed since epoch {epochs[settled - 1]} of {epochs[-1]} "
-            f"(τ {tau} between the last two epochs).")
+    steady = (f"the order has not changed since epoch {epochs[settled - 1]} of {epochs[-1]} "
+              f"(τ {tau} between the last two epochs)")
+    if share >= 0.5:
+        return steady + (f"; but {share:.0%} of the seeds peaked at the last epoch, so a longer budget may still "
+                         "reorder this table.")
+    return steady + "."

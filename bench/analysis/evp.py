@@ -14,6 +14,23 @@ from bench.analysis import figures, select
 from bench.analysis.doc import Doc, fmt
 
 
+def clear_swaps(first: dict, last: dict) -> list[str]:
+    """The methods whose order against some other method flips between k = 1 and k = all while the two
+    (expected best ± its standard deviation) intervals are disjoint at both ends. `first`, `last`:
+    method -> (expected best, std), lower being better."""
+    def apart(a, b):
+        return abs(a[0] - b[0]) > a[1] + b[1]
+
+    out = set()
+    names = sorted(first)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            flips = (first[a][0] < first[b][0]) != (last[a][0] < last[b][0])
+            if flips and apart(first[a], first[b]) and apart(last[a], last[b]):
+                out |= {a, b}
+    return sorted(out)
+
+
 def expected_best(losses) -> tuple[list[float], list[float]]:
     """(expected best loss after k = 1..N draws, its standard deviation), lower being better."""
     v = np.sort(np.asarray(losses, dtype=float))[::-1]          # worst first
@@ -91,11 +108,19 @@ def section_evp(doc: Doc, groups: list) -> None:
         fig = figures.evp({m: s[0] for m, s in series.items()}, f"{name}: expected best validation loss",
                           sorted(series))
         moved = [m for m in atn if at1.index(m) != atn.index(m)]
+        clear = clear_swaps({m: (first[m], s[0][1][0]) for m, s in series.items()},
+                            {m: (last[m], s[0][1][-1]) for m, s in series.items()})
         reading = (f"with one setting {', '.join(f'`{m}`' for m in at1[:1])} is expected best "
                    f"({fmt(first[at1[0]], 3)}); with all of them {', '.join(f'`{m}`' for m in atn[:1])} "
                    f"({fmt(last[atn[0]], 3)}). "
-                   + (f"{len(moved)} of {len(atn)} methods change rank between one setting and all of them: "
-                      "the order depends on the tuning budget." if moved else
+                   + (f"{len(moved)} of {len(atn)} methods change rank between one setting and all of them; "
+                      + (f"the swaps of {', '.join(f'`{m}`' for m in clear)} are beyond ± one standard deviation "
+                         "at both ends: for them the order depends on the tuning budget."
+                         if clear else
+                         "every swap is within ± one standard deviation at one end or both: ties, not evidence "
+                         "that the order depends on the tuning budget.")
+                      + " (The ± is over draws of settings; each setting is one seed, so seed noise comes on "
+                        "top of it.)" if moved else
                       "No method changes rank between one setting and all of them.")
                    + (" Diverged settings (counted as the worst): "
                       + ", ".join(f"`{m}` {k}" for m, k in sorted(div.items())) + "." if div else ""))

@@ -299,16 +299,20 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
         full, tasks_out, methods_out = complete_block(means)
         if tasks_out or methods_out:
             doc.add("Left out to keep the design complete: "
-                    + "; ".join(filter(None, [f"tasks {', '.join(sorted(tasks_out))}" if tasks_out else "",
-                                              f"methods {', '.join(sorted(methods_out))}" if methods_out else ""]))
+                    + "; ".join(filter(None, [f"task{'s' if len(tasks_out) > 1 else ''} {', '.join(sorted(tasks_out))}"
+                                              if tasks_out else "",
+                                              f"method{'s' if len(methods_out) > 1 else ''} "
+                                              f"{', '.join(sorted(methods_out))}" if methods_out else ""]))
                     + ".", "")
         k, n = len(full.columns), len(full.index)
         seeds = sub.groupby(["task", "method"]).size()
-        n_div = int(sub.diverged.sum())
+        ranked = sub[sub.task.isin(full.index) & sub.method.isin(full.columns)]
+        n_div = int(ranked.diverged.sum())
         if n_div:
-            doc.add(f"{n_div} of these runs diverged and count as their table's worst finished run: "
+            doc.add(f"{n_div} of the ranked runs diverged and {'count' if n_div > 1 else 'counts'} as "
+                    f"{'their' if n_div > 1 else 'its'} table's worst finished run: "
                     + ", ".join(f"{t} · {m} {int(k)}" for (t, m), k in
-                                sub[sub.diverged].groupby(["task", "method"]).size().items()) + ".", "")
+                                ranked[ranked.diverged].groupby(["task", "method"]).size().items()) + ".", "")
         few = {t: [f"{m} ({seeds[t, m]})" for m in full.columns if seeds[t, m] < FEW_SEEDS] for t in full.index}
         if any(few.values()):
             doc.add(f"Ranks resting on fewer than {FEW_SEEDS} seeds (a mean of 1 or 2 runs moves by about a seed's "
@@ -333,7 +337,9 @@ def section_ranks(doc: Doc, df: pd.DataFrame) -> None:
         if p < stats.ALPHA:
             lead = f"the ranks differ more than chance (Friedman p = {fmt_p(p)}); "
         else:
-            lead = f"over these {n} tasks the ranks do not differ more than chance (Friedman p = {fmt_p(p)}); "
+            lead = (f"Friedman's test does not reject equal mean ranks at α = 0.05 (p = {fmt_p(p)}): with {n} "
+                    f"tasks as its blocks it has little power, so this is no evidence that the methods rank "
+                    f"alike; ")
         tied = [g for g in groups if order[0] in g]
         together = (f"{quoted([order[0]])} ranks best ({fmt(mean_rank[order[0]])}) but is not told apart from "
                     f"{quoted(x for x in tied[0] if x != order[0])}." if tied else
@@ -377,8 +383,10 @@ def scale_agreement(doc: Doc, by_protocol: dict) -> None:
     alike = [f"{t} ({a} · {b}, τ = {fmt(tau)})" for (t, a, b, _), (tau, _), q in zip(rows, taus, adj)
              if tau > 0 and q < stats.ALPHA]
     reading = ("the order carries over for " + "; ".join(alike) + "." if alike else
-               "no task keeps its order from one protocol to the other beyond chance (every Holm p ≥ 0.05): "
-               "on this evidence the order at one scale says little about the order at the other.")
+               "no task keeps its order from one protocol to the other beyond chance after Holm's correction "
+               "(every Holm p ≥ 0.05). With this few methods per task (and the sweep protocols' few seeds) a τ "
+               "test has little power: this does not show that the order at one scale is unrelated to the "
+               "order at the other.")
     doc.add(f"*Reading:* {reading}", "")
 
 
@@ -401,8 +409,10 @@ def agreement(doc: Doc, r: np.ndarray, tasks: list[str], friedman_stat: float) -
     if agree:
         reading = "the order on one task predicts the order on another for " + "; ".join(agree) + "."
     else:
-        reading = ("no pair of tasks orders the methods alike beyond chance (every Holm p ≥ 0.05): a method's "
-                   "rank on one of these tasks says little about its rank on another.")
+        reading = (f"no pair of tasks orders the methods alike beyond chance after Holm's correction (every Holm "
+                   f"p ≥ 0.05). With {k} methods per pair a τ test has little power, so this does not show that "
+                   "the orders are unrelated; W above chance would say they share some order, and its test is "
+                   "Friedman's.")
     doc.add(f"*Reading:* W = {w:.3f} (chance {1 / n:.2f}); {reading}", "")
 
 
@@ -491,7 +501,8 @@ def unit_curves(doc: Doc, unit: pd.DataFrame, names: list[str], ranks: bool = Fa
         lead = sorted(r, key=lambda m: (r[m][-1], m))[0]
         doc.figure(f"ranks_{select.slug(protocol, task, device)}.png", fig,
                    f"rank by validation {vm} after each epoch, {protocol} {task}",
-                   f"ranked by mean validation {vm} after each epoch, {quoted([lead])} leads at the last one; "
+                   f"ranked by mean validation {vm} after each epoch, {quoted([lead])}"
+                   f"{' (one seed)' if counts.get(lead) == 1 else ''} leads at the last one; "
                    + budget.still_moving(epochs, r, budget.peaked_share(unit)))
 
 

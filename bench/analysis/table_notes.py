@@ -29,9 +29,10 @@ def _q(methods) -> str:
 def diverged_note(doc: Doc, res: list[dict]) -> None:
     div = [(d["method"], d["diverged"]) for d in res if d["diverged"]]
     if div:
-        doc.add(f"*Diverged:* {', '.join(f'`{m}` {k}' for m, k in div)} run(s). They count in `n` and are "
-                "results (the worst ones), but have no test number: the mean, the CI and the tests above "
-                "are over the finished seeds; section 2 ranks a diverged seed as the table's worst run.", "")
+        doc.add(f"*Diverged:* {', '.join(f'`{m}` {k}' for m, k in div)} run(s). They are shown in `n` as "
+                "\"(+k diverged)\" and are results (the worst ones), but have no test number: the mean, the CI "
+                "and the tests above are over the finished seeds. Where this table enters section 2's ranks, a "
+                "diverged seed counts as its worst finished run.", "")
 
 
 def budget_note(doc: Doc, unit: pd.DataFrame, higher_valid: bool) -> None:
@@ -43,7 +44,7 @@ def budget_note(doc: Doc, unit: pd.DataFrame, higher_valid: bool) -> None:
     every = [m for m, c in sorted(have.items()) if c[0] == c[1]]
     epochs, ranks = budget.epoch_ranks(unit, higher_valid)
     doc.add(f"*Budget:* {k} of {n} finished seeds peaked at their last epoch"
-            + (f"; every seed of {_q(every)} ({len(every)} of {len(have)} methods) did, so their numbers may "
+            + (f"; every seed of {_q(every)} ({len(every)} of {len(have)} method{'s' if len(have) != 1 else ''}) did, so their numbers may "
                "measure how fast they converge within the budget rather than how well they regularise"
                if every else "") + "; by method: "
             + ", ".join(f"`{m}` {c[0]}/{c[1]}" for m, c in sorted(have.items())) + ". "
@@ -63,11 +64,17 @@ def power_note(doc: Doc, res: list[dict], n_pairs: int) -> None:
     m = len(tested)
     a_base, a_pairs = stats.ALPHA / m, stats.ALPHA / max(n_pairs, 1)
     md_base, md_pairs = power.min_detectable(sd, n, a_base), power.min_detectable(sd, n, a_pairs)
-    gaps = [abs(d["diff"]) for d in tested]
-    med = float(np.median(gaps))
-    p_fam = power.power(med, sd, n, a_base)
-    need = ", ".join(f"`{d['method']}` {fmt(abs(d['diff']))} → {power.fmt_seeds(power.seeds_needed(d['diff'], sd, a_base))}"
-                     for d in sorted(tested, key=lambda d: (-abs(d["diff"]), d["method"])))
+    base = next((d for d in res if d["method"] == BASE), None)
+    per, weak = [], []
+    for d in sorted(tested, key=lambda d: (-abs(d["diff"]), d["method"])):
+        sd_pair = stats.pooled_std([[x for _, x in d["seeds"]], [x for _, x in base["seeds"]]])
+        n_pair = min(d["s"].n, base["s"].n)
+        pw = power.power(d["diff"], sd_pair, n_pair, a_base)
+        per.append(f"`{d['method']}` {fmt(abs(d['diff']))} (std {fmt(sd_pair, 3)}, power {pw:.0%} at {n_pair} "
+                   f"seeds) → {power.fmt_seeds(power.seeds_needed(d['diff'], sd_pair, a_base))}")
+        if d["verdict"] == "no clear difference" and not pw >= power.TARGET:
+            weak.append(d["method"])
+    untested = [d["method"] for d in res if d["method"] != BASE and d["s"].n == 1]
     spread = f" (the median; {min(counts)}–{max(counts)})" if min(counts) != max(counts) else ""
     more = power.PROJECTED_SEEDS
     at_more = (f"; at {more} seeds per method and the same std they would be "
@@ -76,14 +83,16 @@ def power_note(doc: Doc, res: list[dict], n_pairs: int) -> None:
     doc.add(f"*Power:* with {n} seeds per method{spread} and the table's pooled seed-to-seed std {fmt(sd, 3)}, "
             f"the smallest difference resolved with 80% power is {fmt(md_base)} in the family of {tests_of(m)} "
             f"against `{BASE}` (Holm's first step, α/{m}) and {fmt(md_pairs)} in the family of "
-            f"{pairs_of(n_pairs)} (α/{n_pairs}){at_more}. The median observed gap against `{BASE}`, {fmt(med)}, is "
-            f"detected with power {power.power(med, sd, n, stats.ALPHA):.0%} by a single test at α = 0.05 "
-            f"and {p_fam:.0%} at α/{m}"
-            + (": a `no clear difference` here is not evidence of no difference." if p_fam < power.TARGET else ".")
-            + f" Seeds per method that would resolve each observed gap against "
-            f"`{BASE}` (80% power, α/{m}): {need}. (Two-sample t power from the noncentral t, equal seeds "
-            "and the pooled std on both sides, df 2n − 2: slightly optimistic for Welch's test; "
-            "bench/analysis/power.py.)", "")
+            f"{pairs_of(n_pairs)} (α/{n_pairs}){at_more}. Each observed gap against `{BASE}`, with the "
+            f"seed-to-seed std of its own two methods, its power at their seeds (the fewer of the two) and α/{m}, "
+            f"and the seeds per method that would resolve it with 80% power: {'; '.join(per)}."
+            + (f" Not tested, one seed: {_q(untested)}." if untested else "")
+            + ((f" The `no clear difference` of {_q(weak)} has under 80% power at its gap: it is not evidence of "
+                "no difference." if len(weak) == 1 else
+                f" The `no clear difference` verdicts of {_q(weak)} have under 80% power at their gaps: they are "
+                "not evidence of no difference.") if weak else "")
+            + " (Two-sample t power from the noncentral t, equal seeds and one std on both sides, df 2n − 2: "
+            "slightly optimistic for Welch's test; bench/analysis/power.py.)", "")
 
 
 def family_note(doc: Doc, res: list[dict], pairs: list[dict]) -> None:
@@ -125,9 +134,16 @@ def noise_note(doc: Doc, unit: pd.DataFrame, res: list[dict], registry: Path | N
                 "the same examples for every run, each method's mean over its seeds that have a side file: "
                 f"n seeds, against {len(sides[BASE])} of `{BASE}`), 95% percentile interval of each method − `{BASE}`:", "")
         doc.table([[a, len(sides[a]), fmt(d), f"[{fmt(lo)}, {fmt(hi)}]", f"{flip:.3f}",
-                    "beyond test noise" if lo > 0 or hi < 0 else "within test noise"]
+                    ("beyond test noise" if lo > 0 or hi < 0 else "within test noise")
+                    + ("; one seed: no seed noise in it" if len(sides[a]) == 1 else "")]
                    for (a, _), (d, lo, hi, flip) in sorted(cis.items(), key=lambda kv: kv[0][0])],
                   ["method", "n", f"Δ vs {BASE}", "95% interval", "resamples of the other sign", "reading"])
+        in_table = {d["method"]: d["s"].n for d in res}
+        part = [f"`{m}` {len(sides[m])} of {in_table[m]}" for m in sorted({a for a, _ in cis} | {BASE})
+                if len(sides[m]) < in_table.get(m, 0)]
+        if part:
+            doc.add(f"Only some seeds have a side file ({', '.join(part)}): these Δ are over those seeds and can "
+                    "differ from the table above, even in sign.", "")
         left = sorted({m for m, _ in pairs} - {a for a, _ in cis})
         if left or missing:
             doc.add(f"{len(missing)} of {n_ok} finished runs have no per-example side file"
