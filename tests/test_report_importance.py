@@ -4,6 +4,7 @@ main effects only; random-search settings have one seed), diverged settings kept
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -39,6 +40,7 @@ def test_the_share_gets_a_bootstrap_interval_and_a_top_frequency(registry):
     text = report.build(results.read_registry(registry)).text()
     assert "over 6 bootstrap resamples of the settings" in text
     assert "Top in the resamples: z_c 100%." in text and "95% bootstrap interval [" in text
+    assert re.search(r"^\| sweep · ptb · cpu \| zoneout +\| z_c +\| ", text, re.M)            # settled: no mark
     assert "averaged over seeds" not in text and "has one seed, so its value is that single run's" in text
     assert "main effects only" in text
 
@@ -48,6 +50,7 @@ def test_an_unsettled_top_parameter_is_said(registry):
     text = report.build(results.read_registry(registry)).text()
     part = text.split("## 5.")[1]
     assert "which parameter matters most is not settled by these 14 settings" in part
+    assert re.search(r"^\| sweep · ptb · cpu \| zoneout +\| z_[ch] \(not settled\) ", part, re.M)   # the summary too
 
 
 def test_a_diverged_setting_enters_the_importance_as_the_worst(registry):

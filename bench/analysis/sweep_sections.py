@@ -14,6 +14,7 @@ from bench.analysis.doc import Doc, campaign_hint, fmt
 
 FANOVA_SEED = 0
 MIN_TRIALS = 5          # distinct configs a method needs for its importance
+SETTLED = 0.8           # a top parameter on top in at least this share of the bootstrap resamples is settled
 PED_QUANTILE = 0.25     # PED-ANOVA's top quantile (the fallback without scikit-learn)
 
 
@@ -326,7 +327,8 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
         if imp is not None:
             order = sorted(imp, key=lambda p: (-imp[p], p))
             ci, top = boot
-            summary.append([" · ".join(group_parts(protocol, task, device, method, cell)[:-1]), method, order[0],
+            summary.append([" · ".join(group_parts(protocol, task, device, method, cell)[:-1]), method,
+                            order[0] + ("" if top[order[0]] >= SETTLED else " (not settled)"),
                             f"{imp[order[0]]:.2f} [{ci[order[0]][0]:.2f}, {ci[order[0]][1]:.2f}]",
                             f"{top[order[0]]:.0%}",
                             ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:2]) or "—",
@@ -338,6 +340,11 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
                 "noise?*: the settings' mean losses span no more than two seeds of one setting differ):", "")
         doc.table(summary, ["sweep", "method", "matters most", "share [95%]", "top in", "next", "settings",
                             "diverged", "settings from", "seed noise?"])
+        doc.add(f"*Not settled*: the top parameter came out on top in fewer than {SETTLED:.0%} of the resamples. "
+                "Where a method has random-search settings this section reads them (every rate drawn over its "
+                "whole range at once), while section 4 moves one rate at a time around the defaults: the two can "
+                "name different rates, one for the whole range, the other for the neighbourhood of the "
+                "defaults.", "")
     for (protocol, task, device, method, g, cell), (imp, n, varying, one_at_a_time), boot, (noise, reach) in found:
         parts = group_parts(protocol, task, device, method, cell)
         title = " · ".join(parts)
@@ -358,7 +365,7 @@ def section_importance(doc: Doc, df: pd.DataFrame) -> None:
         fig = figures.importance(imp, f"{title} ({n} settings)", f"{name} importance", ci)
         rest = ", ".join(f"{p} {imp[p]:.2f}" for p in order[1:])
         tops = ", ".join(f"{p} {top[p]:.0%}" for p in sorted(top, key=lambda p: (-top[p], p)) if top[p])
-        stable = top[order[0]] >= 0.8
+        stable = top[order[0]] >= SETTLED
         doc.figure(f"importance_{select.slug(*parts)}.png", fig,
                    f"{name} importance of {method}'s dropout parameters",
                    f"for {method} on {task}, {order[0]} matters most ({name} importance {imp[order[0]]:.2f} "
