@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench import config, leaderboard, plugins, results
+from bench import config, consistency, leaderboard, plugins, results
 from bench.errors import UsageError
 from test_registry import make_row
 
@@ -53,7 +53,7 @@ def line(text, heading, method) -> dict:
     return hits[0]
 
 
-PAPER_PTB = "paper · ptb · LSTM · test ppl (lower is better)"
+PAPER_PTB = "paper · ptb · LSTM · CPU · test ppl (lower is better)"
 
 
 def fill(registry):
@@ -123,15 +123,19 @@ def test_config_labels_name_missing_keys_and_fall_back_to_the_hash():
     assert leaderboard.config_labels(legacy.iloc[:1]) == {"aa" * 8: ""}
 
 
-def test_cpu_and_cuda_runs_of_one_config_are_separate_lines(registry):
+def test_cpu_and_cuda_runs_of_one_config_are_separate_tables(registry):
+    # never ranked beside each other: REPORT.md keeps devices apart, and so does the leaderboard
     base = default_cfg()
     text = board(registry, [cfg_row("a", base, protocol="paper", test=84.0, **H200),
                             cfg_row("b", base, protocol="paper", seed=1, test=86.0)])
-    rows = table(text, PAPER_PTB)
-    assert [(r["method"], r["test ppl"], r["n"], r["hardware"]) for r in rows] == [
-        ("zaremba", "84.00 ± —", "1", "NVIDIA H200 (CUDA 12.8)"),
+    gpu = table(text, PAPER_PTB.replace("· CPU ·", "· CUDA ·"))
+    cpu = table(text, PAPER_PTB)
+    assert [(r["method"], r["test ppl"], r["n"], r["hardware"]) for r in gpu] == [
+        ("zaremba", "84.00 ± —", "1", "NVIDIA H200 (CUDA 12.8)")]
+    assert [(r["method"], r["test ppl"], r["n"], r["hardware"]) for r in cpu] == [
         ("zaremba", "86.00 ± —", "1", "CPU (AVX2, 2 threads)")]
-    assert all(r["published"] == "82.70" for r in rows)          # both ran the default config
+    assert all(r["published"] == "82.70" for r in gpu + cpu)      # both ran the default config
+    assert text.index("· CPU · test") < text.index("· CUDA · test")
 
 
 def test_each_cell_type_has_its_own_table_named_in_the_title(registry):
@@ -144,7 +148,7 @@ def test_each_cell_type_has_its_own_table_named_in_the_title(registry):
                             cfg_row("c", gru, protocol="paper", test=95.0)])
     assert config.config_hash(base) == config.config_hash(legacy) != config.config_hash(gru)
     assert [r["n"] for r in table(text, PAPER_PTB)] == ["2"]
-    [g] = table(text, "paper · ptb · GRU · test ppl (lower is better)")
+    [g] = table(text, "paper · ptb · GRU · CPU · test ppl (lower is better)")
     assert (g["method"], g["test ppl"], g["published"], g["Δ"]) == ("zaremba", "95.00 ± —", "", "")
     assert text.index("· ptb · LSTM ·") < text.index("· ptb · GRU ·")
 
@@ -157,7 +161,7 @@ def test_ci_is_students_t_interval(registry):
     assert all(math.isnan(x) for x in leaderboard.ci95([80.0]))
     text = board(registry, [make_row(f"r{i}", seed=i, test=t) for i, t in enumerate(sample)]
                  + [make_row("one", method="gal", test=90.0)])
-    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · CPU · test ppl (lower is better)"
     assert line(text, heading, "zaremba")["95% CI"] == f"[{lo:.2f}, {hi:.2f}]" == "[78.98, 85.39]"
     assert line(text, heading, "gal")["95% CI"] == "—"                 # one seed: no interval
 
@@ -166,19 +170,19 @@ def test_n_counts_finished_seeds_and_names_diverged_ones(registry):
     text = board(registry, [make_row("a", seed=0, test=100.0), make_row("b", seed=1, test=102.0),
                             make_row("c", seed=2, test=104.0),
                             make_row("d", seed=3, status="diverged", test=float("nan"), valid=float("nan"))])
-    z = line(text, "smoke · ptb · LSTM · test ppl (lower is better)", "zaremba")
+    z = line(text, "smoke · ptb · LSTM · CPU · test ppl (lower is better)", "zaremba")
     assert z["n"] == "3 (+1 diverged)" and z["test ppl"] == "102.00 ± 2.00"
 
 
 def test_mixed_groups_are_marked_with_footnotes(registry):
-    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · CUDA · test ppl (lower is better)"
     text = board(registry, [
         make_row("a1", method="zaremba", seed=0, test=100.0, **H200),
         make_row("a2", method="zaremba", seed=1, test=101.0, **H100),               # two GPU models
-        make_row("b1", method="gal", seed=0, test=102.0, git_commit="abc123"),
-        make_row("b2", method="gal", seed=1, test=103.0, git_commit="def456"),      # two commits
-        make_row("c1", method="naive", seed=0, test=104.0, git_dirty=True),         # a dirty tree
-        make_row("d1", method="zoneout", seed=0, test=105.0),                       # clean
+        make_row("b1", method="gal", seed=0, test=102.0, git_commit="abc123", **H200),
+        make_row("b2", method="gal", seed=1, test=103.0, git_commit="def456", **H200),  # two commits
+        make_row("c1", method="naive", seed=0, test=104.0, git_dirty=True, **H200),     # a dirty tree
+        make_row("d1", method="zoneout", seed=0, test=105.0, **H200),                   # clean
     ])
     assert [r["method"] for r in table(text, heading)] == ["zaremba †", "gal ‡", "naive §", "zoneout"]
     assert line(text, heading, "zaremba †")["hardware"] == "NVIDIA H100 (CUDA 12.8); NVIDIA H200 (CUDA 12.8)"
@@ -187,7 +191,7 @@ def test_mixed_groups_are_marked_with_footnotes(registry):
 
 
 def test_marks_combine_and_footnotes_list_only_those_used(registry):
-    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · CPU · test ppl (lower is better)"
     text = board(registry, [make_row("a", seed=0, test=100.0, git_commit="abc123"),
                             make_row("b", seed=1, test=101.0, git_commit="def456", git_dirty=True),
                             make_row("c", method="gal", seed=0, test=102.0)])
@@ -226,7 +230,7 @@ def test_published_on_every_line_when_the_default_config_is_unknown(registry, mo
 
 
 def test_params_column_shows_the_value_or_the_range(registry):
-    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · CPU · test ppl (lower is better)"
     text = board(registry, [make_row("a", seed=0, params=66_000_000), make_row("b", seed=1, params=66_000_000),
                             make_row("c", method="gal", seed=0, params=1000, test=99.0),
                             make_row("d", method="gal", seed=1, params=1200, test=99.0)])
@@ -243,14 +247,14 @@ def test_sort_order_best_first(registry):
                  valid_metric="accuracy", test=0.80, valid=0.79),
         make_row("s2", task="sst2", method="gal", metric="accuracy", higher_is_better=True,
                  valid_metric="accuracy", test=0.82, valid=0.80)])
-    ptb = [r["method"] for r in table(text, "smoke · ptb · LSTM · test ppl (lower is better)")]
+    ptb = [r["method"] for r in table(text, "smoke · ptb · LSTM · CPU · test ppl (lower is better)")]
     assert ptb == ["zaremba", "zoneout", "naive", "gal"]          # lower perplexity first, no result last
-    sst = [r["method"] for r in table(text, "smoke · sst2 · LSTM · test accuracy (higher is better)")]
+    sst = [r["method"] for r in table(text, "smoke · sst2 · LSTM · CPU · test accuracy (higher is better)")]
     assert sst == ["gal", "zaremba"]                              # higher accuracy first
 
 
 def test_cpu_hardware_names_model_and_numerics_when_recorded():
-    heading = "smoke · ptb · LSTM · test ppl (lower is better)"
+    heading = "smoke · ptb · LSTM · CPU · test ppl (lower is better)"
     new = pd.DataFrame([make_row("a", cpu_model="AMD EPYC 7763", numerics="portable"),
                         make_row("b", method="gal", cpu_model="", numerics="")])
     text = leaderboard.render(new)
@@ -293,3 +297,40 @@ def test_a_registry_path_that_does_not_exist_is_an_error_and_the_reports_stay(tm
     assert report.main(["--registry", str(tmp_path / "nope"), "--out", str(reports)]) == 2
     assert "(from --registry) does not exist" in capsys.readouterr().err
     assert not (reports / "REPORT.md").exists()
+
+
+def test_results_tables_give_the_reports_verdict_against_zaremba_and_smoke_tables_do_not(registry):
+    # the order is by mean; the verdict column says which gaps are beyond seed noise (REPORT.md section 1)
+    base, gal, naive = default_cfg(protocol="cpu"), default_cfg("gal", "cpu"), default_cfg("naive", "cpu")
+    rows = [cfg_row(f"z{s}", base, seed=s, protocol="cpu", test=t) for s, t in enumerate((80.0, 80.5, 79.5))]
+    rows += [cfg_row(f"g{s}", gal, method="gal", seed=s, protocol="cpu", test=t)
+             for s, t in enumerate((70.0, 70.3, 69.8))]
+    rows += [cfg_row(f"n{s}", naive, method="naive", seed=s, protocol="cpu", test=t)
+             for s, t in enumerate((79.0, 81.5))]
+    rows += [cfg_row("o", default_cfg(protocol="cpu", lr=0.5), seed=0, protocol="cpu", test=60.0)]     # another config
+    rows += [cfg_row(f"r{s}", default_cfg("rnndrop", "cpu"), method="rnndrop", seed=s, protocol="cpu", status="diverged",
+                     test=float("nan"), valid=float("nan")) for s in range(2)]
+    rows += [make_row("s", seed=0, test=120.0)]
+    text = board(registry, rows)
+    CPU_PTB = "cpu · ptb · LSTM · CPU · test ppl (lower is better)"
+    assert line(text, CPU_PTB, "gal")["vs zaremba"].startswith("better (Holm p ")
+    assert line(text, CPU_PTB, "naive")["vs zaremba"].startswith("no clear difference (Holm p ")
+    assert line(text, CPU_PTB, "rnndrop")["vs zaremba"] == "every seed diverged"
+    zaremba = {r["method"]: r["vs zaremba"] for r in table(text, CPU_PTB) if r["method"].startswith("zaremba")}
+    default = f"zaremba [lr={default_cfg(protocol='cpu')['lr']}]"
+    assert zaremba == {default: "baseline", "zaremba [lr=0.5]": "—"}       # only default configs are tested
+    assert "Lines are ordered by mean, but a gap within seed noise is not a rank" in text
+    smoke = "smoke · ptb · LSTM · CPU · test ppl (lower is better)"
+    assert "vs zaremba" not in table(text, smoke)[0]
+    assert "Verified: the one row is re-run in full (metrics and curves) by every `make verify-seeds`, CI's included" in text
+
+
+def test_smoke_rows_over_cis_budget_are_said_to_replay_their_first_steps_there(registry):
+    text = board(registry, [make_row("a", seed=0, test=100.0, wall_s=2.0), make_row("b", seed=1, test=101.0, wall_s=30.0)])
+    assert ("Verified: all 2 rows are re-run in full (metrics and curves) by every `make verify-seeds`; in CI 1 of "
+            "them (trained in at most 6 s) are, and the other 1 replay their first training steps exactly") in text
+
+
+def test_ci_smoke_budget_matches_the_leaderboards_statement():
+    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
+    assert f"SMOKE_MAX_S=${{SMOKE_MAX_S:-{consistency.CI_SMOKE_MAX_S}}}" in ci

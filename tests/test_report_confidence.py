@@ -166,7 +166,7 @@ def test_each_table_says_how_many_seeds_peaked_last_and_draws_the_ranking_agains
 
 
 def test_the_leaderboard_marks_a_line_whose_seeds_all_peaked_at_the_last_epoch(registry):
-    heading = "cpu · ptb · LSTM · test ppl (lower is better)"
+    heading = "cpu · ptb · LSTM · CPU · test ppl (lower is better)"
     cpu = dict(protocol="cpu")
     rows = [make_row("a", seed=0, test=100.0, best_epoch=3, epochs=3, curve_valid=[3.0, 2.0, 1.0], **cpu),
             make_row("b", seed=1, test=101.0, best_epoch=3, epochs=3, curve_valid=[3.0, 2.0, 1.5], **cpu),
@@ -182,7 +182,7 @@ def test_the_leaderboard_marks_a_line_whose_seeds_all_peaked_at_the_last_epoch(r
     names = [ln.split("|")[1].strip() for ln in section.splitlines() if ln.startswith("| ")][1:]
     assert sorted(names) == ["gal", "naive", "zaremba ¶"]
     assert f"- {leaderboard.LAST_EPOCH[0]} {leaderboard.LAST_EPOCH[1]}" in section
-    smoke = text.split("## smoke · ptb · LSTM · test ppl (lower is better)\n")[1]
+    smoke = text.split("## smoke · ptb · LSTM · CPU · test ppl (lower is better)\n")[1]
     assert "¶" not in smoke
 
 

@@ -15,9 +15,10 @@ def test_each_table_says_how_many_rows_were_replayed_in_full_and_when(registry):
     text = leaderboard.render(results.read_registry(registry), verify.read_log(registry))
     paper = text.split("## paper · ptb · LSTM")[1].split("\n## ")[0]
     date = verify.read_log(registry).date.iloc[0][:10]
-    assert (f"Verified: 1 of 4 rows replayed in full (0 bit for bit, 1 within the task's tolerance only; last "
+    assert (f"Verified: 1 of 4 finished rows replayed in full (0 bit for bit, 1 within the task's tolerance of "
+            f"2% of the ppl only; last "
             f"{date}; `registry/VERIFIED.tsv`); 1 with result "
             f"fingerprints (test recomputed from the side file in CI); 2 start-only verified") in paper
     smoke = text.split("## smoke · ptb · LSTM")[1]
-    assert "Verified: all 1 rows are re-run in full" in smoke
+    assert "Verified: the one row is re-run in full (metrics and curves) by every `make verify-seeds`" in smoke
     assert leaderboard.write(registry, registry.parent / "LB.md").read_text() == text   # write reads the log

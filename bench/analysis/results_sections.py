@@ -48,6 +48,8 @@ def compare(unit: pd.DataFrame) -> tuple[list[dict], bool]:
     for d in out:
         if d["method"] == BASE:
             d["verdict"] = "baseline"
+        elif d["s"].n == 0 and d["diverged"]:
+            d["verdict"] = "every seed diverged"
         elif not base:
             d["verdict"] = f"no {BASE} rows"
         elif d["s"].n < 2 or len(base) < 2:
