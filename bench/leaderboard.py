@@ -29,6 +29,9 @@ MARKS = {
 # not about provenance, so not in MARKS: every finished seed's best validation epoch was its last
 LAST_EPOCH = ("¶", "every seed peaked at its last epoch: the budget may have cut it short, so its number "
                    "may measure how fast it converges (REPORT.md, sections 1 and 3).")
+FAR_SEED = ("°", "a seed far from the rest: one of its seeds lies more than 4 pooled seed-to-seed stds of the "
+                 "table's other methods from the median of its own (REPORT.md section 1 names it), so its mean "
+                 "and std rest on that one run.")
 
 
 def default_report_path() -> Path:
@@ -140,17 +143,19 @@ def config_labels(df: pd.DataFrame) -> dict[str, str]:
 BASELINE = "zaremba"                 # the method REPORT.md section 1 tests every other one against
 
 
-def verdicts(df: pd.DataFrame) -> tuple[dict[str, dict], dict[str, set]]:
+def verdicts(df: pd.DataFrame) -> tuple[dict[str, dict], dict[str, set], set[str]]:
     """REPORT.md section 1's verdicts for one table (one protocol, task, cell and device): method ->
-    its compare() dict, and method -> the config hashes those verdicts are about (its default)."""
+    its compare() dict, method -> the config hashes those verdicts are about (its default), and the
+    methods with a seed far from their others (far_seeds)."""
     from bench.analysis import select
-    from bench.analysis.results_sections import compare
+    from bench.analysis.results_sections import compare, far_seeds
     rows, _ = select.default_rows(df)
     if rows.empty:
-        return {}, {}
+        return {}, {}, set()
     res, _ = compare(rows)
     return ({d["method"]: d for d in res},
-            {m: set(g.config_hash) for m, g in rows.groupby("method", sort=True)})
+            {m: set(g.config_hash) for m, g in rows.groupby("method", sort=True)},
+            {f["method"] for f in far_seeds(res)})
 
 
 def verdict_cell(d: dict | None) -> str:
@@ -165,7 +170,7 @@ def table_rows(df: pd.DataFrame, protocol: str, task: str) -> tuple[list[list[st
     verdict against the baseline as their second-last cell."""
     higher = bool(df.higher_is_better.iloc[0])
     rows, used, notes = [], set(), []
-    tested, tested_cfg = verdicts(df) if protocol != "smoke" else ({}, {})
+    tested, tested_cfg, far = verdicts(df) if protocol != "smoke" else ({}, {}, set())
     for method in sorted(df.method.unique()):
         mdf = df[df.method == method]
         labels = config_labels(mdf)
@@ -187,9 +192,11 @@ def table_rows(df: pd.DataFrame, protocol: str, task: str) -> tuple[list[list[st
             hw = hardware(g)
             commits = sorted(set(c[:8] for c in g.git_commit))
             marks = [m for m, hit in (("hardware", len(hw) > 1), ("commit", len(commits) > 1),
-                                      ("dirty", bool(g.git_dirty.any())), ("last", _all_peaked_last(ok))) if hit]
+                                      ("dirty", bool(g.git_dirty.any())), ("last", _all_peaked_last(ok)),
+                                      ("far", method in far and cfg_hash in tested_cfg.get(method, set()))) if hit]
             used.update(marks)
-            label = method + labels[cfg_hash] + (" " + "".join(MARKS.get(m, LAST_EPOCH)[0] for m in marks)
+            other = {"last": LAST_EPOCH, "far": FAR_SEED}
+            label = method + labels[cfg_hash] + (" " + "".join(MARKS.get(m, other.get(m))[0] for m in marks)
                                                  if marks else "")
             shows_pub = pub_test is not None and (unknown is not None or cfg_hash == default)
             pub_cell = "?" if broken else (_fmt(pub_test) if shows_pub else "")
@@ -205,6 +212,7 @@ def table_rows(df: pd.DataFrame, protocol: str, task: str) -> tuple[list[list[st
     rows.sort(key=lambda r: (math.isnan(r[0]), -r[0] if higher else r[0], r[1], r[10]))
     marks = [f"{MARKS[m][0]} {MARKS[m][1]}" for m in MARKS if m in used]
     marks += [f"{LAST_EPOCH[0]} {LAST_EPOCH[1]}"] if "last" in used else []
+    marks += [f"{FAR_SEED[0]} {FAR_SEED[1]}"] if "far" in used else []
     return [r[1:] for r in rows], marks + notes
 
 
@@ -249,7 +257,8 @@ def render(df: pd.DataFrame, log: pd.DataFrame | None = None) -> str:
            "mode where recorded), `rnn` which recurrent path ran (`fused` LSTM kernel, `fast` per-step",
            "cell, its CUDA-`graph` replay, or the reference `cell`), `commit` the code's git commit(s).",
            "Marks after a method: † its seeds mix hardware, ‡ they mix commits, § at least one ran from",
-           "a dirty working tree, ¶ every seed peaked at its last epoch; each table's notes say which",
+           "a dirty working tree, ¶ every seed peaked at its last epoch, ° one seed lies far from the",
+           "method's others (its mean rests on it); each table's notes say which",
            "apply. Lines are ordered by mean, but a gap within seed noise is not a rank: results tables",
            "(not `smoke`) end with `vs zaremba`, REPORT.md section 1's verdict for each method's default",
            "config (Welch's t-test of its seeds against `zaremba`'s on the same kind of device, Holm over",

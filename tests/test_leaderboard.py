@@ -334,3 +334,16 @@ def test_smoke_rows_over_cis_budget_are_said_to_replay_their_first_steps_there(r
 def test_ci_smoke_budget_matches_the_leaderboards_statement():
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert f"SMOKE_MAX_S=${{SMOKE_MAX_S:-{consistency.CI_SMOKE_MAX_S}}}" in ci
+
+
+def test_a_line_whose_mean_rests_on_one_far_seed_is_marked(registry):
+    # Multi30k cpu: gal's seed 2 (26.0 BLEU beside 35.0 and 35.4) set its mean and rank, unmarked
+    rows = []
+    for m, vals in (("zaremba", (35.0, 35.5, 35.2)), ("naive", (34.0, 34.4, 34.1)), ("gal", (35.0, 35.4, 26.0))):
+        cfg = default_cfg(m, "cpu")
+        rows += [cfg_row(f"{m}{s}", cfg, method=m, seed=s, protocol="cpu", test=v) for s, v in enumerate(vals)]
+    text = board(registry, rows)
+    heading = "cpu · ptb · LSTM · CPU · test ppl (lower is better)"
+    names = [r["method"] for r in table(text, heading)]
+    assert "gal °" in names and "zaremba" in names and "naive" in names
+    assert any(n.startswith("° a seed far from the rest") for n in notes(text, heading))
