@@ -29,9 +29,9 @@ MARKS = {
 # not about provenance, so not in MARKS: every finished seed's best validation epoch was its last
 LAST_EPOCH = ("¶", "every seed peaked at its last epoch: the budget may have cut it short, so its number "
                    "may measure how fast it converges (REPORT.md, sections 1 and 3).")
-FAR_SEED = ("°", "a seed far from the rest: one of its seeds lies more than 4 pooled seed-to-seed stds of the "
-                 "table's other methods from the median of its own (REPORT.md section 1 names it), so its mean "
-                 "and std rest on that one run.")
+FAR_SEED = ("°", "a seed far from the rest: one of its seeds lies far from the median of its own, in pooled "
+                 "seed-to-seed stds of the table's other methods (REPORT.md section 1 names it and says how far), "
+                 "so its mean and std rest on that one run.")
 
 
 def default_report_path() -> Path:
@@ -140,7 +140,7 @@ def config_labels(df: pd.DataFrame) -> dict[str, str]:
             for h, lab in labels.items()}
 
 
-BASELINE = "zaremba"                 # the method REPORT.md section 1 tests every other one against
+BASELINE = "zaremba"   # the method every other one is tested against (here and in REPORT.md: select.BASELINE)
 
 
 def verdicts(df: pd.DataFrame) -> tuple[dict[str, dict], dict[str, set], set[str]]:
