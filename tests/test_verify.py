@@ -290,21 +290,68 @@ def test_full_selects_by_run_id_or_glob_and_a_pattern_matching_nothing_is_a_usag
     assert "matches no registered run id" in capsys.readouterr().err
 
 
+HERE = dict(torch_version="2.x", device="cpu", threads=2, numerics="native", cpu_model="CPU A", cpu_isa="avx2",
+            cpu_capability="AVX2")
+
+
 def test_the_rotation_is_chosen_by_the_commit_and_covers_rows_in_turn():
     import pandas as pd
     ids = [f"sst{t}.m{i}.cpu.s0.cpu.{i:08x}" for t in (2, 5) for i in range(10)]
     df = pd.DataFrame(dict(run_id=ids + ["ptb.m.cpu.s0.cpu.1", "sst2.m.smoke.s0.cpu.2"],
                            protocol=["cpu"] * 21 + ["smoke"], task=[i.split(".")[0] for i in ids] + ["ptb", "sst2"],
-                           device="cpu", wall_s=200.0))
+                           wall_s=200.0, **dict(HERE, cpu_model="CPU B")))
     a = verify.rotation(df, 2, commit="a" * 40)
     assert len(a) == 2 and a == verify.rotation(df.iloc[::-1], 2, commit="a" * 40)
     assert set(a) <= set(ids)
     seen = set().union(*(verify.rotation(df, 2, commit=f"{c:040x}") for c in range(40)))
     assert seen == set(ids)
     slow = df.assign(wall_s=[200.0] * 19 + [verify.ROTATION_MAX_WALL_S + 1] + [200.0] * 2)
-    assert ids[19] not in set().union(*(verify.rotation(slow, 2, commit=f"{c:040x}") for c in range(40)))
+    assert ids[19] not in set().union(*(verify.rotation(slow, 2, commit=f"{c:040x}", fp=HERE) for c in range(40)))
 
 
+def test_the_rotation_prefers_rows_that_replay_bit_for_bit_on_this_machine():
+    """A full replay on other hardware is another draw of the training (compared within a tolerance);
+    on the CPU that made the row it is exact, so the rotation picks those rows where there are any."""
+    import pandas as pd
+    ids = [f"sst2.m{i}.cpu.s0.cpu.{i:08x}" for i in range(10)]
+    df = pd.DataFrame(dict(run_id=ids, protocol="cpu", task="sst2", wall_s=200.0, **dict(HERE, threads=1)))
+    df["cpu_model"] = ["CPU A"] * 3 + ["CPU B"] * 7
+    picked = set().union(*(verify.rotation(df, 1, commit=f"{c:040x}", fp=HERE) for c in range(40)))
+    assert picked == set(ids[:3])          # the replay sets the row's own threads and numerics mode
+    portable = dict(HERE, threads=2, numerics="portable", cpu_capability="DEFAULT")   # so every process agrees
+    assert set().union(*(verify.rotation(df, 1, commit=f"{c:040x}", fp=portable) for c in range(40))) == picked
+    nowhere = dict(HERE, cpu_model="CPU C")             # no row made here: every row in turn, within tolerance
+    assert set().union(*(verify.rotation(df, 1, commit=f"{c:040x}", fp=nowhere) for c in range(60))) == set(ids)
+
+
+def test_the_tolerance_elsewhere_widens_to_what_two_seeds_of_the_cell_differ_by():
+    import pandas as pd
+    from scipy import stats
+    tests = [80.0, 81.0, 79.0, 80.5, 79.5, 80.2, 78.4]
+    df = pd.DataFrame(dict(protocol="cpu", task="sst2", method="a", config_hash="h", device="cpu", status="ok",
+                           test=tests))
+    df.loc[len(df)] = dict(protocol="cpu", task="sst2", method="a", config_hash="h", device="cpu",
+                           status="diverged", test=float("nan"))          # no test number: not a draw
+    df.loc[len(df)] = dict(protocol="cpu", task="sst2", method="b", config_hash="g", device="cpu", status="ok",
+                           test=50.0)                                     # a one-seed cell: no spread
+    df.loc[len(df)] = dict(protocol="cpu", task="sst2", method="c", config_hash="k", device="cpu", status="ok",
+                           test=70.0)
+    df.loc[len(df)] = dict(protocol="cpu", task="sst2", method="c", config_hash="k", device="cpu", status="ok",
+                           test=75.0)
+    spread = verify.seed_spread(df)
+    assert set(spread) == {("cpu", "sst2", "a", "h", "cpu"), ("cpu", "sst2", "c", "k", "cpu")}
+    s, dof = spread[("cpu", "sst2", "a", "h", "cpu")]
+    assert dof == 6 and abs(s - pd.Series(tests).std()) < 1e-12
+    row = SimpleNamespace(protocol="cpu", task="sst2", method="a", config_hash="h", device="cpu")
+    tol = verify.cross_tolerance(row, spread)
+    assert tol.draws == stats.t.isf(verify.CROSS_ALPHA / 2, 6) * 2 ** 0.5 * s
+    assert tol.ok(80.0, 80.0 + tol.draws * 0.99) and not tol.ok(80.0, 80.0 + tol.draws * 1.01)
+    assert "t(0.9995, 6 df)" in str(tol)
+    few = verify.cross_tolerance(SimpleNamespace(**dict(vars(row), method="c", config_hash="k")), spread)
+    assert few.draws is None and str(few) == "abs.tol 1.5"     # 1 df: the task's floor alone, however wide
+    assert few.ok(80.0, 81.5) and not few.ok(80.0, 81.6)
+    assert tol.ok(80.0, 81.4) and verify.cross_tolerance(SimpleNamespace(**dict(vars(row), method="b")), spread).ok(
+        80.0, 81.5)
 def test_ci_budget_probes_the_long_smoke_rows_but_a_rotation_of_them():
     import pandas as pd
     ids = [f"sst2.m{i}.smoke.s0.cpu.{i:08x}" for i in range(12)]
