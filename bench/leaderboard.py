@@ -318,13 +318,12 @@ def verified_note(sub: pd.DataFrame, log: pd.DataFrame | None) -> str:
     from bench.verify import CROSS_MIN_DF, full_tol, seed_spread
     kind, tol = full_tol(str(sub.task.iloc[0]))
     metric = sub.metric.iloc[0]
-    tol_text = f"{tol:g} {metric}" if kind == "abs" else f"{tol:.0%} of the {metric}"
+    tol_text = "the task's " + (f"{tol:g} {metric}" if kind == "abs" else f"{tol:.0%} of the {metric}")
     if any(dof >= CROSS_MIN_DF for _, dof in seed_spread(sub).values()):
-        tol_text += (f", widened for a method of {CROSS_MIN_DF + 1}+ seeds to what two of its seeds differ by "
-                     "(bench/verify.py)")
+        tol_text += f", or what two seeds differ by for a method of {CROSS_MIN_DF + 1}+ seeds: bench/verify.py"
     n_div = int((sub.status != "ok").sum())
     parts = [f"{len(replayed)} of {n - n_div} finished rows replayed in full" + (
-        f" ({exact} bit for bit, {len(replayed) - exact} within the task's tolerance of {tol_text} only; last "
+        f" ({exact} bit for bit, {len(replayed) - exact} within a tolerance only ({tol_text}); last "
         f"{max(done.date)[:10]}; `registry/VERIFIED.tsv`)" if len(done) else "")]
     if prints:
         parts.append(f"{prints} with result fingerprints (test recomputed from the side file in CI)")
