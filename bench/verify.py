@@ -486,9 +486,9 @@ def verify_all(registry: Path | None = None, data_dir=None, only=None, echo=prin
     only their data is absent, or when they are GPU rows that draw masks and there is no GPU here."""
     seeding.set_threads()
     every = results.read_registry(registry)
-    spread = seed_spread(every)                      # for full replays on other hardware
     df = select(every, registry, only, uncommitted, full)
     in_full = full_ids(df, full, rotation_n) if (full or rotation_n) else set()
+    spread = seed_spread(every) if in_full else {}   # the whole registry's seeds, for full replays elsewhere
     probed = smoke_probed(df, smoke_max_s, rotation_n)
     if sweep_sample is not None:
         df = sample(df, sweep_sample)
