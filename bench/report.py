@@ -50,7 +50,8 @@ def build(df: pd.DataFrame, include_smoke: bool = False, registry: Path | None =
             f"The registry holds {len(df)} run(s), {n_ok} finished without diverging. Runs of different "
             "configs or device kinds are never pooled: each table is one protocol, task and device. "
             "Sections 1–3 and 7 use each method's default config of its protocol (no `SET` overrides); "
-            "rows of other configs are sweep points, read by sections 4–6.", "")
+            "rows of other configs are sweep points, read by sections 4–6, or, in a results protocol, "
+            "listed under their table in section 1 (*Other configs on this table*).", "")
     results_protocols = ~df.protocol.str.startswith(select.SWEEP_PREFIX)
     smoke = df.protocol == "smoke"
     if include_smoke:
@@ -66,12 +67,12 @@ def build(df: pd.DataFrame, include_smoke: bool = False, registry: Path | None =
     sweep_defaults, sweep_notes = select.default_rows(df[df.protocol.str.startswith(select.SWEEP_PREFIX)])
     n_other = int(len(main) - len(chosen))
     if n_other:
-        doc.add(f"{n_other} row(s) of these protocols ran a config other than their protocol's default and "
-                "are left out of sections 1–3.", "")
+        doc.add(f"{n_other} row(s) of these protocols ran a config other than their protocol's default: "
+                "section 1 lists them under their table, outside its tests; sections 2–3 leave them out.", "")
     notes += [f"{n} (Section 2's ranking of the sweeps' default points.)" for n in sweep_notes]
     doc.add(*[f"- {n}" for n in notes], *([""] if notes else []))
     names = sorted(set(plugins.list_methods()) | set(df.method))
-    section_tables(doc, chosen, registry)
+    section_tables(doc, chosen, registry, main[~main.run_id.isin(chosen.run_id)])
     section_ranks(doc, pd.concat([chosen, sweep_defaults], ignore_index=True))
     section_curves(doc, chosen, names)
     section_sensitivity(doc, df)

@@ -173,8 +173,8 @@ def test_shipped_plans_expand_in_their_documented_order():
     assert {s.seed for s in gpu[:n_methods + 7]} == {0}                        # then the paper protocols
     assert {s.protocol for s in gpu if s.seed == 0} >= {"equal", "paper", "paper-large", "paper-mc"}
     assert [s.seed for s in gpu] == sorted(s.seed for s in gpu) and {s.seed for s in gpu} == {0, 1, 2}
-    cpu = specs_of("cpu")     # 4 tables x 10 methods x seeds 0-2, and SST-2/5 seeds 3-9, each run once
-    assert len(cpu) == len({s.run_id for s in cpu}) == 4 * 10 * 3 + 2 * 10 * 7 and {s.protocol for s in cpu} == {"cpu"}
+    cpu = specs_of("cpu")     # 4 tables x 10 methods x seeds 0-2, SST-2/5 seeds 3-9, rnndrop's 2nd PTB line
+    assert len(cpu) == len({s.run_id for s in cpu}) == 4 * 10 * 3 + 2 * 10 * 7 + 3 and {s.protocol for s in cpu} == {"cpu"}
     tasks = [s.task for s in cpu]     # whole tables in turn: SST (then its rnndrop and seeds 3-9), Multi30k, PTB
     assert sorted(set(tasks[:200])) == ["sst2", "sst5"] and {s.seed for s in cpu[60:200]} == set(range(3, 10))
     assert {s.method for s in cpu[54:60]} == {"rnndrop"} and set(tasks[200:227]) == {"multi30k-de-en"}
@@ -182,9 +182,12 @@ def test_shipped_plans_expand_in_their_documented_order():
                                                           ("zaremba", 1), ("none", 2), ("zaremba", 2)]
     assert [s.seed for s in cpu[200:227]] == sorted(s.seed for s in cpu[200:227])   # seed by seed in a table
     assert {(s.task, s.method) for s in cpu[254:]} == {("multi30k-de-en", "rnndrop"), ("ptb", "rnndrop")}
-    wt2 = specs_of("wt2")     # the WikiText-2 table: none and zaremba first
-    assert len(wt2) == 30 and {s.task for s in wt2} == {"wikitext-2"} and {s.protocol for s in wt2} == {"cpu"}
+    wt2 = specs_of("wt2")     # the WikiText-2 table: none and zaremba first, rnndrop's 2nd line last
+    assert len(wt2) == 33 and {s.task for s in wt2} == {"wikitext-2"} and {s.protocol for s in wt2} == {"cpu"}
     assert {s.method for s in wt2[:6]} == {"none", "zaremba"}
+    for lm in (cpu[-3:], wt2[-3:]):       # the rate it trains at; its default (0.25) is a line of its own
+        assert {(s.method, s.cfg["p_c"], s.seed) for s in lm} == {("rnndrop", 0.05, k) for k in range(3)}
+        assert len({s.run_id for s in lm} & {s.run_id for s in cpu + wt2 if s.cfg.get("p_c") == 0.25}) == 0
     assert plans.load_plan("cpu").numerics == "native"
 
 

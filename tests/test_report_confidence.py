@@ -14,7 +14,7 @@ from scipy import stats as sps
 
 from bench import leaderboard, report, results
 from bench.analysis import aggregate, budget, diverged, evp, figures, power, select, sweep_sections, table_notes
-from bench.analysis.doc import Doc
+from bench.analysis.doc import Doc, fmt_p
 from bench.analysis.results_sections import overfit, section_ranks
 from test_registry import make_row
 from test_report import at_test_size, row
@@ -400,3 +400,34 @@ def test_a_friedman_test_that_does_not_reject_is_not_read_as_equal_ranks(registr
             "blocks it has little power, so this is no evidence that the methods rank alike") in text
     assert "do not differ more than chance" not in text and "says little about" not in text
     assert "With 3 methods per pair a τ test has little power" in text
+
+
+# --- lines of other configs in a results protocol (issue 34: rnndrop at a rate that trains) ---
+
+def test_a_results_line_of_another_config_is_listed_under_its_table_outside_its_tests(registry):
+    """rnndrop's default diverges on every seed; a plan's `set = { p_c = 0.02 }` line trains. The
+    line is listed under the table with its own numbers and one unadjusted Welch test against
+    zaremba, and stays out of the table, its family and section 2."""
+    for s, (z, r) in enumerate(((95.0, 110.0), (96.0, 111.0), (95.5, 112.0))):
+        results.write_row(registry, row("ptb", "zaremba", "cpu", s, z))
+        results.write_row(registry, row("ptb", "none", "cpu", s, z + 20))
+        results.write_row(registry, div(row("ptb", "rnndrop", "cpu", s, 1.0)))
+        results.write_row(registry, row("ptb", "rnndrop", "cpu", s, r, p_c=0.02))
+    df = results.read_registry(registry)
+    text = report.build(df).text()
+    assert "4 row(s) of these protocols ran a config other than their protocol's default" not in text
+    assert "3 row(s) of these protocols ran a config other than their protocol's default: section 1 lists" in text
+    part = text.split("### cpu · ptb · cpu")[1].split("## 2.")[0]
+    table = part.split("*Other configs on this table:*")[0]
+    assert re.search(r"\| rnndrop +\| — .*0 \(\+3 diverged\)", table)        # the default line: diverged
+    assert "0.02" not in table and "111.00" not in table
+    other = part.split("*Other configs on this table:*")[1]
+    assert "3 row(s)" in other
+    p = sps.ttest_ind([110.0, 111.0, 112.0], [95.0, 96.0, 95.5], equal_var=False).pvalue
+    line = next(ln for ln in other.splitlines() if ln.startswith("- `rnndrop"))
+    assert "[p_c=0.02]" in line and "3 finished seeds" in line and "mean 111.00 ± 1.00" in line
+    assert "by seed s0 110.00, s1 111.00, s2 112.00" in line
+    assert "Δ 15.50" in line and f"Welch p {fmt_p(p)}" in line and "(worse, unadjusted)" in line
+    # section 2 ranks the default (diverged: the table's worst run), never the other config
+    ranks = text.split("## 2.")[1].split("## 3.")[0]
+    assert "0.02" not in ranks

@@ -153,7 +153,9 @@ def pairs_matrix(doc: Doc, unit: pd.DataFrame) -> None:
                    f"{fmt_p(low['p_holm'])} after Holm's correction)." if low else ".") + family, "")
 
 
-def section_tables(doc: Doc, df: pd.DataFrame, registry=None) -> None:
+def section_tables(doc: Doc, df: pd.DataFrame, registry=None, others: pd.DataFrame | None = None) -> None:
+    """`df`: the default-config rows; `others`: the same protocols' rows of other configs (listed under
+    their table, outside its tests)."""
     doc.add("## 1. Each table: means, confidence intervals, tests against zaremba and between every pair", "",
             f"Per protocol, task and device: the test metric's mean, sample standard deviation, number of "
             f"seeds `n`, Student-t 95% confidence interval (CI) of the mean and each seed's value (a seed more "
@@ -226,6 +228,9 @@ def section_tables(doc: Doc, df: pd.DataFrame, registry=None) -> None:
         table_notes.noise_note(doc, unit, res, registry, select.unit_name(protocol, task, device))
         table_notes.family_note(doc, res, pairs)
         pairs_matrix(doc, unit)
+        if others is not None and not others.empty:
+            table_notes.other_configs_note(doc, unit, others[(others.protocol == protocol) & (others.task == task)
+                                                             & (others.device == device)])
 
 
 def complete_block(matrix: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
