@@ -181,7 +181,6 @@ def other_configs_note(doc: Doc, unit: pd.DataFrame, others: pd.DataFrame) -> No
     from bench.leaderboard import config_labels
     higher = bool(unit.higher_is_better.iloc[0])
     base = unit[(unit.method == BASE) & (unit.status == "ok")].test.astype(float).tolist()
-    peaks = budget.last_epoch_counts(others)
     lines = []
     for method, g in others.groupby("method", sort=True):
         labels = config_labels(pd.concat([unit[unit.method == method], g], ignore_index=True))
@@ -194,7 +193,7 @@ def other_configs_note(doc: Doc, unit: pd.DataFrame, others: pd.DataFrame) -> No
                 what.append(f"mean {fmt(s.mean)}" + (f" ± {fmt(s.std)}, 95% CI [{fmt(s.lo)}, {fmt(s.hi)}]"
                                                      if s.n > 1 else ""))
                 what.append("by seed " + ", ".join(f"s{int(k)} {fmt(x)}" for k, x in zip(ok.seed, ok.test)))
-                k, m = peaks.get(method, (0, 0))
+                k, m = budget.last_epoch_counts(c).get(method, (0, 0))
                 if m:
                     what.append(f"{k}/{m} peaked at their last epoch")
             p = stats.welch_p(ok.test.astype(float).tolist(), base) if s.n else math.nan
@@ -206,6 +205,6 @@ def other_configs_note(doc: Doc, unit: pd.DataFrame, others: pd.DataFrame) -> No
             lines.append(f"- `{method}{labels[h]}`: " + "; ".join(what) + ".")
     doc.add(f"*Other configs on this table:* {len(others)} row(s) of this protocol ran a config other than "
             "their method's default (a plan's `set`). They are shown here and on the leaderboard as lines of "
-            "their own, but are not in the table, the tests, the pairs or section 2's ranks above; each is "
+            "their own, but are not in the table, its tests or its pairs above, nor in section 2's ranks; each is "
             f"compared with `{BASE}`'s default by one Welch test outside the table's family (not Holm-corrected).",
             "", *lines, "")
