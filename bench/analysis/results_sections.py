@@ -228,9 +228,45 @@ def section_tables(doc: Doc, df: pd.DataFrame, registry=None, others: pd.DataFra
         table_notes.noise_note(doc, unit, res, registry, select.unit_name(protocol, task, device))
         table_notes.family_note(doc, res, pairs)
         pairs_matrix(doc, unit)
-        if others is not None and not others.empty:
-            table_notes.other_configs_note(doc, unit, others[(others.protocol == protocol) & (others.task == task)
-                                                             & (others.device == device)])
+        if others is not None:
+            other_configs(doc, unit, others[(others.protocol == protocol) & (others.task == task)
+                                            & (others.device == device)])
+
+
+def other_configs(doc: Doc, unit: pd.DataFrame, others: pd.DataFrame) -> None:
+    """The lines of the table's protocol that ran a config other than their method's default (a plan's
+    `set`, e.g. rnndrop at a rate that trains where its default diverges): each is `compare`d alone
+    with the baseline's default rows (one test, so not Holm-corrected with the table), and kept out of
+    the table's families and section 2."""
+    if others.empty:
+        return
+    from bench.leaderboard import config_labels
+    base = unit[unit.method == BASE]
+    lines = []
+    for method, g in others.groupby("method", sort=True):
+        labels = config_labels(pd.concat([unit[unit.method == method], g], ignore_index=True))
+        for h, c in g.groupby("config_hash", sort=True):
+            name = method + labels[h]
+            res, _ = compare(pd.concat([base, c.assign(method=name)], ignore_index=True))
+            d = next(d for d in res if d["method"] == name)
+            s = d["s"]
+            what = [f"{s.n} finished seed{'s' if s.n != 1 else ''}"
+                    + (f" (+{d['diverged']} diverged)" if d["diverged"] else "")]
+            if s.n:
+                what.append(f"mean {fmt(s.mean)}" + (f" ± {fmt(s.std)}, 95% CI [{fmt(s.lo)}, {fmt(s.hi)}]"
+                                                     if s.n > 1 else ""))
+                what.append("by seed " + ", ".join(f"s{seed} {fmt(x)}" for seed, x in d["seeds"]))
+                k, m = budget.last_epoch_counts(c).get(method, (0, 0))
+                if m:
+                    what.append(f"{k}/{m} peaked at their last epoch")
+            if not math.isnan(d["p"]):
+                what.append(f"against `{BASE}`: Δ {fmt(d['diff'])}, Welch p {fmt_p(d['p'])} ({d['verdict']}, unadjusted)")
+            lines.append(f"- `{name}`: " + "; ".join(what) + ".")
+    doc.add(f"*Other configs on this table:* {len(others)} row(s) of this protocol ran a config other than "
+            "their method's default (a plan's `set`). They are shown here and on the leaderboard as lines of "
+            "their own, but are not in the table, its tests or its pairs above, nor in section 2's ranks; each is "
+            f"compared with `{BASE}`'s default by one Welch test outside the table's family (not Holm-corrected).",
+            "", *lines, "")
 
 
 def complete_block(matrix: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:

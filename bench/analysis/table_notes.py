@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import budget, power, select, stats, testnoise
-from bench.analysis.doc import Doc, fmt, fmt_p
+from bench.analysis.doc import Doc, fmt
 
 BASE = select.BASELINE
 
@@ -171,40 +171,3 @@ def noise_note(doc: Doc, unit: pd.DataFrame, res: list[dict], registry: Path | N
         doc.add(f"For {metric} there is no analytic fallback without the per-example numbers.", "")
     return cis
 
-
-def other_configs_note(doc: Doc, unit: pd.DataFrame, others: pd.DataFrame) -> None:
-    """The lines of this table's protocol that ran a config other than their method's default (a
-    plan's `set`, e.g. rnndrop at a rate that trains where its default diverges): shown, each against
-    the baseline's default by one unadjusted Welch test, and kept out of the families and section 2."""
-    if others.empty:
-        return
-    from bench.leaderboard import config_labels
-    higher = bool(unit.higher_is_better.iloc[0])
-    base = unit[(unit.method == BASE) & (unit.status == "ok")].test.astype(float).tolist()
-    lines = []
-    for method, g in others.groupby("method", sort=True):
-        labels = config_labels(pd.concat([unit[unit.method == method], g], ignore_index=True))
-        for h, c in g.groupby("config_hash", sort=True):
-            ok = c[c.status == "ok"].sort_values("seed", kind="stable")
-            s = stats.summarize(ok.test.astype(float).tolist())
-            n_div = int((c.status != "ok").sum())
-            what = [f"{s.n} finished seed{'s' if s.n != 1 else ''}" + (f" (+{n_div} diverged)" if n_div else "")]
-            if s.n:
-                what.append(f"mean {fmt(s.mean)}" + (f" ± {fmt(s.std)}, 95% CI [{fmt(s.lo)}, {fmt(s.hi)}]"
-                                                     if s.n > 1 else ""))
-                what.append("by seed " + ", ".join(f"s{int(k)} {fmt(x)}" for k, x in zip(ok.seed, ok.test)))
-                k, m = budget.last_epoch_counts(c).get(method, (0, 0))
-                if m:
-                    what.append(f"{k}/{m} peaked at their last epoch")
-            p = stats.welch_p(ok.test.astype(float).tolist(), base) if s.n else math.nan
-            if not math.isnan(p):
-                diff = s.mean - float(np.mean(base))
-                what.append(f"against `{BASE}`: Δ {fmt(diff)}, Welch p {fmt_p(p)} ("
-                            + (("better" if (diff > 0) == higher else "worse") if p < stats.ALPHA
-                               else "no clear difference") + ", unadjusted)")
-            lines.append(f"- `{method}{labels[h]}`: " + "; ".join(what) + ".")
-    doc.add(f"*Other configs on this table:* {len(others)} row(s) of this protocol ran a config other than "
-            "their method's default (a plan's `set`). They are shown here and on the leaderboard as lines of "
-            "their own, but are not in the table, its tests or its pairs above, nor in section 2's ranks; each is "
-            f"compared with `{BASE}`'s default by one Welch test outside the table's family (not Holm-corrected).",
-            "", *lines, "")
