@@ -185,7 +185,7 @@ def test_shipped_plans_expand_in_their_documented_order():
     wt2 = specs_of("wt2")     # the WikiText-2 table: none and zaremba first, rnndrop's 2nd line last
     assert len(wt2) == 33 and {s.task for s in wt2} == {"wikitext-2"} and {s.protocol for s in wt2} == {"cpu"}
     assert {s.method for s in wt2[:6]} == {"none", "zaremba"}
-    for lm in (cpu[-3:], wt2[-3:]):       # the rate it trains at; its default (0.25) is a line of its own
+    for lm in (cpu[-3:], wt2[-3:]):       # its second line (p_c=0.01); its default (0.25) is a line of its own
         assert {(s.method, s.cfg["p_c"], s.seed) for s in lm} == {("rnndrop", 0.01, k) for k in range(3)}
         assert len({s.run_id for s in lm} & {s.run_id for s in cpu + wt2 if s.cfg.get("p_c") == 0.25}) == 0
     assert plans.load_plan("cpu").numerics == "native"
