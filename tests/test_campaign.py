@@ -183,10 +183,11 @@ def test_shipped_plans_expand_in_their_documented_order():
     assert [s.seed for s in cpu[200:227]] == sorted(s.seed for s in cpu[200:227])   # seed by seed in a table
     assert {(s.task, s.method) for s in cpu[254:]} == {("multi30k-de-en", "rnndrop"), ("ptb", "rnndrop")}
     wt2 = specs_of("wt2")     # the WikiText-2 table: none and zaremba first, rnndrop's 2nd line last
-    assert len(wt2) == 33 and {s.task for s in wt2} == {"wikitext-2"} and {s.protocol for s in wt2} == {"cpu"}
+    assert len(wt2) == 36 and {s.task for s in wt2} == {"wikitext-2"} and {s.protocol for s in wt2} == {"cpu"}
     assert {s.method for s in wt2[:6]} == {"none", "zaremba"}
-    for lm in (cpu[-3:], wt2[-3:]):       # its second line (p_c=0.01); its default (0.25) is a line of its own
-        assert {(s.method, s.cfg["p_c"], s.seed) for s in lm} == {("rnndrop", 0.01, k) for k in range(3)}
+    for lm, n in ((cpu[-3:], 3), (wt2[-6:], 6)):   # its second line (p_c=0.01; seeds 0-5 on WikiText-2, where
+        # it diverges on some seeds); its default (0.25) is a line of its own
+        assert {(s.method, s.cfg["p_c"], s.seed) for s in lm} == {("rnndrop", 0.01, k) for k in range(n)}
         assert len({s.run_id for s in lm} & {s.run_id for s in cpu + wt2 if s.cfg.get("p_c") == 0.25}) == 0
     assert plans.load_plan("cpu").numerics == "native"
 
