@@ -431,3 +431,20 @@ def test_a_results_line_of_another_config_is_listed_under_its_table_outside_its_
     # section 2 ranks the default (diverged: the table's worst run), never the other config
     ranks = text.split("## 2.")[1].split("## 3.")[0]
     assert "0.02" not in ranks
+    assert "conditioned on surviving" not in line           # no seed of this line diverged
+
+
+def test_a_line_of_another_config_with_diverged_seeds_says_its_mean_is_over_survivors(registry):
+    """WikiText-2's rnndrop [p_c=0.01] pattern (2 of 6 seeds survive), on PTB rows (the logic does
+    not depend on the task): the survivors' mean alone would read as the line's result."""
+    for s in range(3):
+        results.write_row(registry, row("ptb", "zaremba", "cpu", s, 136.0 + s))
+        results.write_row(registry, row("ptb", "none", "cpu", s, 157.0 + s))
+    for s in range(6):
+        r = row("ptb", "rnndrop", "cpu", s, 135.5 + 0.1 * s, p_c=0.01)
+        results.write_row(registry, r if s in (1, 5) else div(r))
+    text = report.build(results.read_registry(registry)).text()
+    other = text.split("### cpu · ptb · cpu")[1].split("*Other configs on this table:*")[1]
+    line = next(ln for ln in other.splitlines() if ln.startswith("- `rnndrop"))
+    assert "2 finished seeds (+4 diverged)" in line
+    assert "over the 2 of 6 seeds that did not diverge, so they are conditioned on surviving" in line

@@ -261,6 +261,10 @@ def other_configs(doc: Doc, unit: pd.DataFrame, others: pd.DataFrame) -> None:
                     what.append(f"{k}/{m} peaked at their last epoch")
             if not math.isnan(d["p"]):
                 what.append(f"against `{BASE}`: Δ {fmt(d['diff'])}, Welch p {fmt_p(d['p'])} ({d['verdict']}, unadjusted)")
+            if s.n and d["diverged"]:       # survivors only: not the line's expected result
+                what.append(f"the mean and the test are over the {s.n} of {s.n + d['diverged']} seeds that did not "
+                            "diverge, so they are conditioned on surviving: the line's result is its divergence "
+                            "rate together with them")
             lines.append(f"- `{name}`: " + "; ".join(what) + ".")
     doc.add(f"*Other configs on this table:* {len(others)} row(s) of this protocol ran a config other than "
             "their method's default (a plan's `set`). They are shown here and on the leaderboard as lines of "
