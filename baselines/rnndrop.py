@@ -24,12 +24,11 @@ epochs 5, 2, 6, 3 of 8, each after training normally until then (valid after epo
 every seed); seeds 1 and 5 train to the end (test 135.52, 135.45; zaremba 136.30 ± 1.30).
 Presumably the growth needs f_t > 1-p_c, which training reaches later the smaller p_c is (not
 measured). The `cpu` default stays 0.25 on every task: a rate picked to dodge the failure would
-hide what this benchmark measures. So the word-LM plans (plans/cpu.toml,
-plans/wt2.toml) add rnndrop at p_c=0.01 as a second line of its own (`set = { p_c = 0.01 }`): on PTB
-it tells what the method gives at a rate it trains at (close to its forward dropout alone), on
-WikiText-2 how often a seed survives it (seeds 0-5); the report keeps it out of the table's tests
-and ranks.
-Sentence tasks (SST, Multi30k) start each sequence from a zero state and train at 0.25.
+hide what this benchmark measures. So the word-LM plans (plans/cpu.toml, plans/wt2.toml) add
+rnndrop at p_c=0.01 as a second line of its own (`set = { p_c = 0.01 }`): on PTB it tells what the
+method gives at a rate it trains at (close to its forward dropout alone), on WikiText-2 how often a
+seed survives it (seeds 0-5); the report keeps it out of the table's tests and ranks. Sentence
+tasks (SST, Multi30k) start each sequence from a zero state and train at 0.25.
 """
 from bench.api import MethodSpec, Noise
 from bench.plugins import register_method
